@@ -1,0 +1,152 @@
+"""Synchronous in-process message bus.
+
+* ``subscribe(EventType, handler, key=None)``: ``EventType`` may be a concrete event class, a base
+  class (all its subclasses) or :class:`~polybot.events.Event` (wildcard: every event). ``key``
+  restricts delivery to events whose ``asset_id`` equals it.
+* ``publish(event)``: dispatches synchronously to every matching handler in subscription order.
+  An event published from inside a handler is queued and dispatched after the current one
+  finishes, FIFO: there is no recursion and one global order.
+* Routing costs two dict lookups per event: the handler tuple for ``(class)`` or, for classes
+  with keyed subscribers, for ``(class, asset_id)``; both are built once and cached.
+* A handler that raises is logged (once per handler and event type, then counted) and reported
+  as a :class:`~polybot.events.HandlerError` event; the other handlers still run.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from loguru import logger
+
+from .events import Event, HandlerError
+
+Handler = Callable[[Any], Any]
+
+
+class _Sub:
+    __slots__ = ("cls", "handler", "key", "seq")
+
+    def __init__(self, cls: type, handler: Handler, key: str | None, seq: int) -> None:
+        self.cls = cls
+        self.handler = handler
+        self.key = key
+        self.seq = seq
+
+
+def handler_name(h: Handler) -> str:
+    owner = getattr(h, "__self__", None)
+    name = getattr(h, "__qualname__", None) or repr(h)
+    if owner is not None and "." not in name:
+        return f"{type(owner).__name__}.{name}"
+    return name
+
+
+class Bus:
+    def __init__(self) -> None:
+        self._subs: list[_Sub] = []
+        self._seq = 0
+        # class -> tuple of handlers (no keyed subscribers for the class), or dict key -> tuple
+        # with the unkeyed tuple under None.
+        self._table: dict[type, Any] = {}
+        self._queue: deque[Event] = deque()
+        self._dispatching = False
+        self.published = 0
+        self.handler_errors = 0
+        self._logged_errors: set[tuple[str, str]] = set()
+
+    # ---------------------------------------------------------------------------- subscriptions
+
+    def subscribe(self, event_type: type[Event], handler: Handler, key: str | None = None) -> None:
+        if not (isinstance(event_type, type) and issubclass(event_type, Event)):
+            raise TypeError(f"subscribe() needs an Event class, got {event_type!r}")
+        if key is not None and "asset_id" not in _fields_of(event_type):
+            raise TypeError(f"{event_type.__name__} has no asset_id: it cannot be routed by key")
+        self._seq += 1
+        self._subs.append(_Sub(event_type, handler, key, self._seq))
+        self._table.clear()
+
+    def unsubscribe(self, handler: Handler, event_type: type[Event] | None = None) -> None:
+        self._subs = [
+            s
+            for s in self._subs
+            if not (s.handler == handler and (event_type is None or s.cls is event_type))
+        ]
+        self._table.clear()
+
+    def _build(self, cls: type) -> Any:
+        matching = [s for s in self._subs if issubclass(cls, s.cls)]
+        unkeyed = tuple(s.handler for s in matching if s.key is None)
+        keys = {s.key for s in matching if s.key is not None}
+        if not keys:
+            entry: Any = unkeyed
+        else:
+            entry = {None: unkeyed}
+            for k in keys:
+                entry[k] = tuple(s.handler for s in matching if s.key is None or s.key == k)
+        self._table[cls] = entry
+        return entry
+
+    def handlers_for(self, event: Event) -> tuple[Handler, ...]:
+        entry = self._table.get(event.__class__)
+        if entry is None:
+            entry = self._build(event.__class__)
+        if entry.__class__ is tuple:
+            return entry  # type: ignore[no-any-return]
+        return entry.get(event.asset_id) or entry[None]  # type: ignore[attr-defined,no-any-return]
+
+    # ---------------------------------------------------------------------------- dispatch
+
+    def publish(self, event: Event) -> None:
+        if self._dispatching:
+            self._queue.append(event)
+            return
+        self._dispatching = True
+        table = self._table
+        queue = self._queue
+        n = 0
+        try:
+            while True:
+                n += 1
+                entry = table.get(event.__class__)
+                if entry is None:
+                    entry = self._build(event.__class__)
+                    table = self._table
+                if entry.__class__ is not tuple:
+                    entry = entry.get(event.asset_id) or entry[None]
+                for h in entry:
+                    try:
+                        h(event)
+                    except Exception as exc:  # noqa: BLE001 - isolation is the contract
+                        self._on_error(h, event, exc)
+                if not queue:
+                    break
+                event = queue.popleft()
+                table = self._table
+        finally:
+            self.published += n
+            self._dispatching = False
+
+    def _on_error(self, handler: Handler, event: Event, exc: Exception) -> None:
+        self.handler_errors += 1
+        name = handler_name(handler)
+        etype = type(event).__name__
+        key = (name, etype)
+        if key not in self._logged_errors:
+            self._logged_errors.add(key)
+            logger.opt(exception=exc).error(
+                "handler {} raised on {} (further errors of this pair are only counted): {!r}",
+                name,
+                etype,
+                event,
+            )
+        if isinstance(event, HandlerError):
+            return  # never report errors about error reports: no loops
+        self._queue.append(
+            HandlerError(ts=event.ts, handler=name, event_type=etype, error=f"{type(exc).__name__}: {exc}")
+        )
+
+
+def _fields_of(cls: type) -> tuple[str, ...]:
+    return getattr(cls, "__struct_fields__", ())

@@ -1,0 +1,52 @@
+"""The market catalog: reference data (``MarketInfo`` events) by market and by asset."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from .events import MarketInfo, MarketResolved
+
+
+class Catalog:
+    def __init__(self) -> None:
+        self._markets: dict[str, MarketInfo] = {}
+        self._by_asset: dict[str, MarketInfo] = {}
+        self.resolved: dict[str, str] = {}  # market -> winning asset id
+
+    def add(self, info: MarketInfo) -> None:
+        self._markets[info.market] = info
+        for aid in info.asset_ids:
+            self._by_asset[aid] = info
+
+    def market(self, market: str) -> MarketInfo | None:
+        return self._markets.get(market)
+
+    def for_asset(self, asset_id: str) -> MarketInfo | None:
+        return self._by_asset.get(asset_id)
+
+    def complement(self, asset_id: str) -> str | None:
+        """The other token of a binary market (YES <-> NO)."""
+        info = self._by_asset.get(asset_id)
+        if info is None or len(info.asset_ids) != 2:
+            return None
+        a, b = info.asset_ids
+        return b if asset_id == a else a
+
+    def mark_resolved(self, ev: MarketResolved) -> None:
+        self.resolved[ev.market] = ev.winning_asset_id
+
+    def __iter__(self) -> Iterator[MarketInfo]:
+        return iter(self._markets.values())
+
+    def __len__(self) -> int:
+        return len(self._markets)
+
+    def to_state(self) -> list[MarketInfo]:
+        return [self._markets[k] for k in sorted(self._markets)]
+
+    def restore(self, infos: list[MarketInfo], resolved: dict[str, str]) -> None:
+        self._markets.clear()
+        self._by_asset.clear()
+        for i in infos:
+            self.add(i)
+        self.resolved = dict(resolved)

@@ -1,0 +1,196 @@
+"""Configuration: TOML decoded into typed structs with msgspec.
+
+Unknown keys and wrong types are refused with the file, the key path and the expected type named
+(:class:`ConfigError`). Secrets never live in the config file: they come from the environment
+(``POLYBOT_PRIVATE_KEY``, ``POLYBOT_API_KEY``, ``POLYBOT_API_SECRET``, ``POLYBOT_API_PASSPHRASE``)
+or a separate secrets file named by ``[secrets] file`` (TOML with the same keys, lower case).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+
+class ConfigError(ValueError):
+    """A config value was refused; the message names the file and the key."""
+
+
+class _C(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class EngineConfig(_C):
+    data_dir: str = "var"
+    journal: bool = True
+    journal_file: str = "journal.jsonl"
+    #: fsync the journal: "orders" (before anything is sent to an exchange), "always" (every
+    #: flush), "never" (tests, replays).
+    fsync: Literal["orders", "always", "never"] = "orders"
+    flush_interval_ms: int = 200
+    snapshot_every: int = 5000  # inputs between state snapshots
+    queue_size: int = 10_000  # the inbound stream's bound (back-pressure, never drops)
+    on_shutdown: Literal["cancel", "leave"] = "cancel"  # open orders at shutdown
+    client_id_prefix: str = "pb"
+    recover: bool = True  # rebuild state from snapshot + journal on start
+
+
+class LoggingConfig(_C):
+    level: Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR"] = "INFO"
+    json: bool = False
+    file: str = ""
+    status_interval_s: float = 5.0  # periodic status line, 0 = off
+
+
+class ExecutorConfig(_C):
+    kind: str = "null"  # null | loopback | entry-point name | module:Class
+    params: dict[str, Any] = {}
+
+
+class RiskConfig(_C):
+    chain: list[str] = ["trading_state"]
+    validators: dict[str, dict[str, Any]] = {}
+
+
+class FeedConfig(_C):
+    kind: str  # entry point in polybot.adapters, or module:Class
+    name: str = ""
+    params: dict[str, Any] = {}
+
+
+class ReplayConfig(_C):
+    #: The source of bare-frame recordings (lines with no envelope).
+    bare_source: str = "polymarket.market"
+
+
+class SecretsConfig(_C):
+    file: str = ""
+
+
+class Config(_C):
+    engine: EngineConfig = msgspec.field(default_factory=EngineConfig)
+    logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
+    executor: ExecutorConfig = msgspec.field(default_factory=ExecutorConfig)
+    risk: RiskConfig = msgspec.field(default_factory=RiskConfig)
+    feeds: list[FeedConfig] = []
+    #: [strategies.<instance>] tables: ``class`` (name or module:Class), ``enabled``, params.
+    strategies: dict[str, dict[str, Any]] = {}
+    replay: ReplayConfig = msgspec.field(default_factory=ReplayConfig)
+    secrets: SecretsConfig = msgspec.field(default_factory=SecretsConfig)
+    #: Where the config came from (for error messages); not a TOML key.
+    source_path: str = ""
+
+
+_MSG = re.compile(r"^(?P<msg>.*?)(?: - at `(?P<path>[^`]*)`)?$", re.S)
+
+
+def describe_validation_error(err: Exception, file: str, prefix: str = "") -> str:
+    """'Expected `int`, got `str` - at `$.engine.queue_size`' -> 'FILE: engine.queue_size:
+    expected int, got str'."""
+    m = _MSG.match(str(err))
+    msg = m.group("msg") if m else str(err)
+    path = (m.group("path") or "$") if m else "$"
+    key = path[2:] if path.startswith("$.") else ("" if path == "$" else path[1:])
+    unknown = re.match(r"Object contains unknown field `([^`]+)`", msg)
+    if unknown:
+        key = f"{key}.{unknown.group(1)}" if key else unknown.group(1)
+        msg = "unknown key"
+    missing = re.match(r"Object missing required field `([^`]+)`", msg)
+    if missing:
+        key = f"{key}.{missing.group(1)}" if key else missing.group(1)
+        msg = "required key is missing"
+    if prefix:
+        key = f"{prefix}.{key}" if key else prefix
+    msg = msg.replace("`", "")
+    if msg[:1].isupper():
+        msg = msg[0].lower() + msg[1:]
+    return f"{file}: {key or '(top level)'}: {msg}"
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read config: {exc.strerror or exc}") from None
+    try:
+        data = msgspec.toml.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+    return parse_config(data, str(p))
+
+
+def parse_config(data: dict[str, Any], file: str = "<config>") -> Config:
+    if "source_path" in data:
+        raise ConfigError(f"{file}: source_path: unknown key")
+    try:
+        cfg = msgspec.convert(data, Config)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, file)) from None
+    if cfg.engine.queue_size < 1:
+        raise ConfigError(f"{file}: engine.queue_size: must be at least 1, got {cfg.engine.queue_size}")
+    if cfg.engine.snapshot_every < 1:
+        raise ConfigError(f"{file}: engine.snapshot_every: must be at least 1")
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,16}", cfg.engine.client_id_prefix):
+        raise ConfigError(f"{file}: engine.client_id_prefix: 1-16 letters, digits, '_' or '-'")
+    for name, table in cfg.strategies.items():
+        if not isinstance(table, dict) or "class" not in table:
+            raise ConfigError(f"{file}: strategies.{name}.class: required key is missing")
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name):
+            raise ConfigError(f"{file}: strategies.{name}: instance names are letters, digits, _ . -")
+    return msgspec.structs.replace(cfg, source_path=file)
+
+
+# --------------------------------------------------------------------------------------------
+# Secrets
+# --------------------------------------------------------------------------------------------
+
+SECRET_KEYS = ("private_key", "api_key", "api_secret", "api_passphrase")
+
+
+class Secrets:
+    """Holds credentials; its repr and str never show them."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: dict[str, str]) -> None:
+        self._values = {k: v for k, v in values.items() if v}
+
+    def get(self, key: str) -> str | None:
+        return self._values.get(key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._values
+
+    def __repr__(self) -> str:
+        return f"Secrets({', '.join(f'{k}=***' for k in sorted(self._values))})"
+
+    __str__ = __repr__
+
+
+def load_secrets(cfg: Config, env: dict[str, str] | None = None) -> Secrets:
+    env = dict(os.environ) if env is None else env
+    values: dict[str, str] = {}
+    if cfg.secrets.file:
+        p = Path(os.path.expanduser(cfg.secrets.file))
+        try:
+            data = msgspec.toml.decode(p.read_bytes())
+        except OSError as exc:
+            raise ConfigError(f"{p}: cannot read secrets file: {exc.strerror or exc}") from None
+        except msgspec.DecodeError:
+            raise ConfigError(f"{p}: secrets file is not valid TOML") from None
+        for k, v in data.items():
+            if k not in SECRET_KEYS:
+                raise ConfigError(f"{p}: {k}: unknown key (expected one of {', '.join(SECRET_KEYS)})")
+            if not isinstance(v, str):
+                raise ConfigError(f"{p}: {k}: expected a string")
+            values[k] = v
+    for k in SECRET_KEYS:
+        v = env.get(f"POLYBOT_{k.upper()}")
+        if v:
+            values[k] = v
+    return Secrets(values)

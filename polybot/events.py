@@ -1,0 +1,497 @@
+"""The one event vocabulary of polybot.
+
+Every event is a frozen, tagged :class:`msgspec.Struct`: the whole set encodes to JSON and decodes
+back with one decoder (:data:`DECODER`), which is how the journal stores the engine's own events
+and how the ``events`` input source carries ready-made events.
+
+Units (exact, never floats):
+
+* prices, sizes, amounts, fees and PnL are integers in 6-decimal base units, the unit the signed
+  CLOB order carries: 0.45 USDC -> ``450_000``; 10 shares -> ``10_000_000``; a price of 0.455
+  -> ``455_000``. :mod:`polybot.units` converts at the edges.
+* timestamps are integer nanoseconds since the Unix epoch (``ts`` is always the kernel's time,
+  i.e. the receive time of the input that caused the event).
+* probabilities, confidences and bookmaker odds are the only floats: they are model outputs, and
+  every price or size derived from them is rounded explicitly before it becomes an intent.
+
+Bus routing: the event class is the routing key; events with an ``asset_id`` field can also be
+routed by asset (``bus.subscribe(BookDelta, handler, key=asset_id)``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Union
+
+import msgspec
+
+Side = Literal["BUY", "SELL"]
+BookSide = Literal["BID", "ASK"]
+TimeInForce = Literal["GTC", "GTD", "FOK", "FAK"]
+OrderKind = Literal["limit", "market"]
+Liquidity = Literal["maker", "taker"]
+TradingState = Literal["active", "reducing", "halted"]
+
+#: A price level: (price, size), both in base units.
+Level = tuple[int, int]
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    """Base of every event. ``ts`` is the kernel time (ns) at which the event was created."""
+
+    ts: int = 0
+
+
+# --------------------------------------------------------------------------------------------
+# Market data
+# --------------------------------------------------------------------------------------------
+
+
+class MarketDataEvent(Event, frozen=True, kw_only=True):
+    """Base for per-asset market data. ``exchange_ts`` is the venue's own time (ns), if given."""
+
+    asset_id: str
+    market: str = ""
+    exchange_ts: int = 0
+
+
+class BookSnapshot(MarketDataEvent, frozen=True, kw_only=True, tag="book"):
+    """Full L2 state of one asset; replaces the local book. Levels in any order."""
+
+    bids: tuple[Level, ...] = ()
+    asks: tuple[Level, ...] = ()
+    hash: str = ""
+    tick_size: int = 0  # base units, 0 = unchanged / unknown
+    last_trade_price: str | None = None  # as the venue wrote it ("" = none); None = not stated
+    version: str = ""
+
+
+class BookDelta(MarketDataEvent, frozen=True, kw_only=True, tag="book_delta"):
+    """One level changed. ``size`` is the new absolute size at ``price``; 0 removes the level.
+
+    ``best_bid``/``best_ask`` are the venue's top of book after the change (0 = not given);
+    ``hash`` the venue's book hash after the change run; ``run_end`` is True on the last entry
+    of a same-timestamp run (where the hash is meaningful).
+    """
+
+    side: BookSide
+    price: int
+    size: int
+    best_bid: int = 0
+    best_ask: int = 0
+    hash: str = ""
+    run_end: bool = True
+
+
+class TradePrint(MarketDataEvent, frozen=True, kw_only=True, tag="trade"):
+    """A public trade (Polymarket ``last_trade_price``). ``side`` is the taker's side."""
+
+    price: int
+    size: int
+    side: Side | None = None
+    fee_rate_bps: int = 0
+    tx_hash: str = ""
+
+
+class TickSizeChange(MarketDataEvent, frozen=True, kw_only=True, tag="tick_size"):
+    old_tick_size: int
+    new_tick_size: int
+
+
+class BestBidAsk(MarketDataEvent, frozen=True, kw_only=True, tag="bbo"):
+    best_bid: int  # 0 = no bid
+    best_ask: int  # 0 = no ask
+
+
+class MarketResolved(Event, frozen=True, kw_only=True, tag="market_resolved"):
+    market: str
+    asset_ids: tuple[str, ...] = ()
+    winning_asset_id: str = ""
+    winning_outcome: str = ""
+    exchange_ts: int = 0
+
+
+# --------------------------------------------------------------------------------------------
+# Reference data
+# --------------------------------------------------------------------------------------------
+
+
+class FeeSchedule(msgspec.Struct, frozen=True, kw_only=True):
+    """Taker fee ``shares * rate * (p(1-p))**exponent``; ``rate_ppm`` is the rate in millionths."""
+
+    rate_ppm: int = 0
+    exponent: int = 1
+    taker_only: bool = True
+    rebate_ppm: int = 0
+
+
+class MarketInfo(Event, frozen=True, kw_only=True, tag="market_info"):
+    """A tradable market from the catalog (Gamma / CLOB REST / ``new_market``)."""
+
+    market: str  # condition id
+    asset_ids: tuple[str, ...]  # same order as ``outcomes`` (index 0 = YES / Up)
+    outcomes: tuple[str, ...] = ()
+    question: str = ""
+    slug: str = ""
+    event_id: str = ""
+    event_slug: str = ""
+    tick_size: int = 10_000  # 0.01
+    min_order_size: int = 5_000_000  # 5 shares
+    neg_risk: bool = False
+    neg_risk_augmented: bool = False
+    neg_risk_market_id: str = ""
+    end_ts: int = 0
+    start_ts: int = 0
+    active: bool = True
+    closed: bool = False
+    accepting_orders: bool = True
+    fees: FeeSchedule | None = None
+    version: str = "v1"
+    series: str = ""
+    tags: tuple[str, ...] = ()
+
+
+# --------------------------------------------------------------------------------------------
+# Sports and odds
+# --------------------------------------------------------------------------------------------
+
+
+class GameState(Event, frozen=True, kw_only=True, tag="game_state"):
+    """Live state of one game from a score feed. ``feed_ts`` is the feed's own time (ns)."""
+
+    game_id: str
+    league: str = ""
+    slug: str = ""
+    home: str = ""
+    away: str = ""
+    home_score: int = 0
+    away_score: int = 0
+    score: str = ""  # the feed's raw score text, e.g. "3-16" or a cricket line
+    period: str = ""
+    clock: str = ""
+    elapsed_s: int | None = None
+    status: str = ""
+    live: bool = False
+    ended: bool = False
+    feed: str = ""
+    feed_ts: int = 0
+
+
+class OddsQuote(Event, frozen=True, kw_only=True, tag="odds"):
+    """One bookmaker's price for one outcome. ``price`` is decimal odds (a model input)."""
+
+    event_id: str
+    bookmaker: str
+    market: str  # h2h | spreads | totals
+    outcome: str
+    price: float
+    point: float | None = None
+    sport: str = ""
+    home: str = ""
+    away: str = ""
+    commence_ts: int = 0
+    last_update_ts: int = 0
+    feed: str = ""
+
+
+# --------------------------------------------------------------------------------------------
+# Decisions
+# --------------------------------------------------------------------------------------------
+
+
+class OrderIntent(Event, frozen=True, kw_only=True, tag="intent"):
+    """What a strategy wants. The kernel assigns ``client_id`` (deterministic) in ``submit()``.
+
+    ``price`` is the limit (for a market order, the worst acceptable price); ``size`` is shares.
+    ``expire_ts`` (ns) applies to GTD. ``probability``/``confidence`` feed Kelly-style sizing.
+    """
+
+    strategy: str
+    asset_id: str
+    side: Side
+    price: int
+    size: int
+    market: str = ""
+    kind: OrderKind = "limit"
+    tif: TimeInForce = "GTC"
+    post_only: bool = False
+    expire_ts: int = 0
+    plan_id: str = ""
+    client_id: str = ""
+    probability: float | None = None
+    confidence: float | None = None
+    reduce_only: bool = False
+    note: str = ""
+
+
+class OrderPlan(Event, frozen=True, kw_only=True, tag="plan"):
+    """A multi-leg decision that the risk chain passes whole or not at all."""
+
+    strategy: str
+    plan_id: str
+    legs: tuple[OrderIntent, ...]
+    note: str = ""
+
+
+class CancelRequest(Event, frozen=True, kw_only=True, tag="cancel_request"):
+    strategy: str
+    client_id: str
+    reason: str = ""
+
+
+# --------------------------------------------------------------------------------------------
+# Risk decisions
+# --------------------------------------------------------------------------------------------
+
+
+class RiskDecisionEvent(Event, frozen=True, kw_only=True):
+    strategy: str
+    client_ids: tuple[str, ...] = ()
+    plan_id: str = ""
+    validator: str = ""
+    reason: str = ""
+
+
+class RiskApproved(RiskDecisionEvent, frozen=True, kw_only=True, tag="risk_approved"):
+    reserved: int = 0  # worst-case exposure reserved, base units
+
+
+class RiskResized(RiskDecisionEvent, frozen=True, kw_only=True, tag="risk_resized"):
+    old_size: int
+    new_size: int
+    reserved: int = 0
+
+
+class RiskRejected(RiskDecisionEvent, frozen=True, kw_only=True, tag="risk_rejected"):
+    pass
+
+
+# --------------------------------------------------------------------------------------------
+# Execution (order lifecycle)
+# --------------------------------------------------------------------------------------------
+
+
+class OrderEvent(Event, frozen=True, kw_only=True):
+    client_id: str
+    strategy: str = ""
+    asset_id: str = ""
+    venue_order_id: str = ""
+
+
+class OrderSubmitted(OrderEvent, frozen=True, kw_only=True, tag="order_submitted"):
+    """The order as handed to the executor; journaled and fsynced before it is sent."""
+
+    intent: OrderIntent
+
+
+class OrderAccepted(OrderEvent, frozen=True, kw_only=True, tag="order_accepted"):
+    pass
+
+
+class OrderRejected(OrderEvent, frozen=True, kw_only=True, tag="order_rejected"):
+    reason: str = ""
+
+
+class FillEvent(OrderEvent, frozen=True, kw_only=True):
+    """A fill of one of our orders. ``fee`` is in ``fee_asset`` base units (V2: collateral)."""
+
+    trade_id: str
+    side: Side
+    price: int
+    size: int
+    liquidity: Liquidity
+    fee: int = 0
+    fee_asset: str = "pUSD"
+    market: str = ""
+    leaves: int = 0  # size still open on the order after this fill
+
+
+class OrderPartiallyFilled(FillEvent, frozen=True, kw_only=True, tag="order_partial"):
+    pass
+
+
+class OrderFilled(FillEvent, frozen=True, kw_only=True, tag="order_filled"):
+    pass
+
+
+class OrderCancelled(OrderEvent, frozen=True, kw_only=True, tag="order_cancelled"):
+    reason: str = ""
+
+
+class OrderExpired(OrderEvent, frozen=True, kw_only=True, tag="order_expired"):
+    pass
+
+
+class OrderUnknown(OrderEvent, frozen=True, kw_only=True, tag="order_unknown"):
+    """A submit whose outcome is not known (timeout, transport error): reconcile before reuse."""
+
+    reason: str = ""
+
+
+class CancelSubmitted(OrderEvent, frozen=True, kw_only=True, tag="cancel_submitted"):
+    reason: str = ""
+
+
+# --------------------------------------------------------------------------------------------
+# Portfolio
+# --------------------------------------------------------------------------------------------
+
+
+class PositionChanged(Event, frozen=True, kw_only=True, tag="position"):
+    """Position of one asset after a fill. ``cost`` is the open position's cost basis."""
+
+    asset_id: str
+    market: str = ""
+    size: int  # shares held (negative never happens on Polymarket; kept signed for safety)
+    cost: int
+    realized_pnl: int
+    fees_paid: int
+    strategy: str = ""
+
+
+# --------------------------------------------------------------------------------------------
+# Control and timers
+# --------------------------------------------------------------------------------------------
+
+
+class ControlEvent(Event, frozen=True, kw_only=True):
+    origin: str = ""  # cli | api | risk | operator | ...
+    reason: str = ""
+
+
+class Halt(ControlEvent, frozen=True, kw_only=True, tag="halt"):
+    pass
+
+
+class Resume(ControlEvent, frozen=True, kw_only=True, tag="resume"):
+    pass
+
+
+class Reduce(ControlEvent, frozen=True, kw_only=True, tag="reduce"):
+    """Enter the reducing state: only orders that shrink a position pass."""
+
+
+class Flatten(ControlEvent, frozen=True, kw_only=True, tag="flatten"):
+    max_slippage: int = 0  # base units of price, 0 = the risk config's default
+
+
+class CancelAll(ControlEvent, frozen=True, kw_only=True, tag="cancel_all"):
+    strategy: str = ""  # "" = every strategy
+
+
+class SetParams(ControlEvent, frozen=True, kw_only=True, tag="set_params"):
+    strategy: str
+    params: dict[str, Any]
+
+
+class EnableStrategy(ControlEvent, frozen=True, kw_only=True, tag="enable_strategy"):
+    strategy: str
+    enabled: bool = True
+
+
+class TradingStateChanged(Event, frozen=True, kw_only=True, tag="trading_state"):
+    state: TradingState
+    previous: TradingState
+    reason: str = ""
+
+
+class TimerFired(Event, frozen=True, kw_only=True, tag="timer"):
+    owner: str  # strategy name (or component)
+    name: str
+    deadline: int  # ns, when it was due; ``ts`` is when it fired
+
+
+# --------------------------------------------------------------------------------------------
+# Feed health and errors
+# --------------------------------------------------------------------------------------------
+
+
+class FeedEvent(Event, frozen=True, kw_only=True):
+    feed: str
+    detail: str = ""
+
+
+class FeedConnected(FeedEvent, frozen=True, kw_only=True, tag="feed_connected"):
+    pass
+
+
+class FeedDisconnected(FeedEvent, frozen=True, kw_only=True, tag="feed_disconnected"):
+    pass
+
+
+class FeedStale(FeedEvent, frozen=True, kw_only=True, tag="feed_stale"):
+    asset_id: str = ""
+    age_ns: int = 0
+
+
+class FeedResynced(FeedEvent, frozen=True, kw_only=True, tag="feed_resynced"):
+    asset_id: str = ""
+
+
+class BookHealth(Event, frozen=True, kw_only=True, tag="book_health"):
+    """An asset's book became healthy (hash-verified) or unhealthy, with the reason."""
+
+    asset_id: str
+    healthy: bool
+    reason: str = ""
+
+
+class InputDropped(Event, frozen=True, kw_only=True, tag="input_dropped"):
+    """A bad input was counted and dropped (malformed frame, unknown type, bad value...)."""
+
+    source: str
+    reason: str
+    detail: str = ""
+
+
+class HandlerError(Event, frozen=True, kw_only=True, tag="handler_error"):
+    handler: str
+    event_type: str
+    error: str
+
+
+# --------------------------------------------------------------------------------------------
+# The union and its codec
+# --------------------------------------------------------------------------------------------
+
+AnyEvent = Union[
+    BookSnapshot, BookDelta, TradePrint, TickSizeChange, BestBidAsk, MarketResolved,
+    MarketInfo,
+    GameState, OddsQuote,
+    OrderIntent, OrderPlan, CancelRequest,
+    RiskApproved, RiskResized, RiskRejected,
+    OrderSubmitted, OrderAccepted, OrderRejected, OrderPartiallyFilled, OrderFilled,
+    OrderCancelled, OrderExpired, OrderUnknown, CancelSubmitted,
+    PositionChanged,
+    Halt, Resume, Reduce, Flatten, CancelAll, SetParams, EnableStrategy, TradingStateChanged,
+    TimerFired,
+    FeedConnected, FeedDisconnected, FeedStale, FeedResynced, BookHealth,
+    InputDropped, HandlerError,
+]  # fmt: skip
+
+ALL_EVENT_TYPES: tuple[type[Event], ...] = AnyEvent.__args__  # type: ignore[attr-defined]
+
+#: Decodes any event (or a JSON array of events) from JSON bytes.
+DECODER = msgspec.json.Decoder(AnyEvent)
+LIST_DECODER = msgspec.json.Decoder(list[AnyEvent])
+#: Deterministic encoder (dict keys sorted) for the journal.
+ENCODER = msgspec.json.Encoder(order="deterministic")
+
+#: Events the kernel writes to the journal as ``{"source": "engine", "event": ...}``: its own
+#: decisions and their consequences. Market data is not re-journaled (its input line is).
+JOURNALED_TYPES: frozenset[type[Event]] = frozenset(
+    {
+        OrderIntent, OrderPlan, CancelRequest,
+        RiskApproved, RiskResized, RiskRejected,
+        OrderSubmitted, OrderAccepted, OrderRejected, OrderPartiallyFilled, OrderFilled,
+        OrderCancelled, OrderExpired, OrderUnknown, CancelSubmitted,
+        PositionChanged, TradingStateChanged, TimerFired, HandlerError,
+    }
+)  # fmt: skip
+
+
+def type_name(cls: type[Event]) -> str:
+    """The wire tag of an event class (``BookDelta`` -> ``"book_delta"``)."""
+    return cls.__struct_config__.tag  # type: ignore[return-value]
+
+
+TAG_TO_TYPE: dict[str, type[Event]] = {type_name(c): c for c in ALL_EVENT_TYPES}

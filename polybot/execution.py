@@ -1,0 +1,156 @@
+"""Executors: one interface, several implementations; strategies cannot tell which one runs.
+
+The kernel calls :meth:`Executor.submit` / :meth:`Executor.cancel` synchronously, *after* the order
+(or cancel) has been journaled and fsynced. An executor answers in one of two ways:
+
+* **simulated** executors (null, and the paper executor) are deterministic functions of the
+  kernel's state: they answer at once through ``kernel.emit(...)``; their answers are engine
+  events, recomputed identically by any replay.
+* **asynchronous** executors (the live CLOB executor, and :class:`LoopbackExecutor` here) queue
+  the work for their own task (signing and network I/O never run inside a bus handler) and send
+  every response back through the kernel's one door as an inbound record from source
+  ``exec.<name>``. Those records are journaled like market data, so a faithful replay feeds them
+  back (through :class:`RecordedExecutor`) and reproduces the live decisions exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from anyio.abc import ObjectSendStream
+
+from .events import ENCODER, OrderAccepted, OrderCancelled, OrderFilled
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .clock import Clock
+    from .kernel import InboundRecord, Kernel
+    from .orders import Order
+
+
+class Executor:
+    """Base class. ``asynchronous`` executors also implement :meth:`run`."""
+
+    name = "executor"
+    asynchronous = False
+
+    def __init__(self, **params: Any) -> None:
+        if params:
+            raise TypeError(f"{type(self).__name__} takes no params, got {sorted(params)}")
+        self.kernel: Kernel | None = None
+
+    @property
+    def source(self) -> str:
+        return f"exec.{self.name}"
+
+    def attach(self, kernel: Kernel) -> None:
+        self.kernel = kernel
+
+    def submit(self, order: Order) -> None:
+        raise NotImplementedError
+
+    def cancel(self, order: Order) -> None:
+        raise NotImplementedError
+
+    async def run(self, send: ObjectSendStream[InboundRecord], clock: Clock) -> None:
+        """The executor's own task (asynchronous executors)."""
+
+    def idle(self) -> bool:
+        """True when no request is in flight (used to drain at shutdown)."""
+        return True
+
+
+class NullExecutor(Executor):
+    """Accepts every order and never fills it; cancels succeed. For dry runs and tests."""
+
+    name = "null"
+
+    def submit(self, order: Order) -> None:
+        assert self.kernel is not None
+        k = self.kernel
+        k.emit(OrderAccepted(ts=k.clock.now(), client_id=order.client_id, strategy=order.strategy,
+                             asset_id=order.asset_id, venue_order_id="null-" + order.client_id))  # fmt: skip
+
+    def cancel(self, order: Order) -> None:
+        assert self.kernel is not None
+        k = self.kernel
+        k.emit(OrderCancelled(ts=k.clock.now(), client_id=order.client_id, strategy=order.strategy,
+                              asset_id=order.asset_id, reason="cancelled"))  # fmt: skip
+
+
+class RecordedExecutor(Executor):
+    """Sends nothing: in faithful replay and in crash recovery the executor's responses are
+    already in the journal and arrive as inputs."""
+
+    name = "recorded"
+
+    def __init__(self, name: str = "recorded") -> None:
+        super().__init__()
+        self.name = name
+        self.submitted: list[str] = []
+
+    def submit(self, order: Order) -> None:
+        self.submitted.append(order.client_id)
+
+    def cancel(self, order: Order) -> None:
+        pass
+
+
+class LoopbackExecutor(Executor):
+    """An in-process stand-in for an exchange, exercising the asynchronous path end to end:
+    its task answers every order with an accept and a full fill at the limit price (taker, no
+    fee), and every cancel of an unfilled order with a cancel, all through the kernel's door.
+    Useful to test write-ahead journaling, faithful replay and crash recovery; not a fill model
+    (that is the paper executor's job)."""
+
+    name = "loopback"
+    asynchronous = True
+
+    def __init__(self, latency_ms: float = 0.0, fill: bool = True) -> None:
+        super().__init__()
+        self.latency = latency_ms / 1000.0
+        self.fill = fill
+        self._send, self._recv = anyio.create_memory_object_stream[tuple[str, Any]](math.inf)
+        self._in_flight = 0
+        self._filled: set[str] = set()
+        self._trade_seq = 0
+
+    def submit(self, order: Order) -> None:
+        self._in_flight += 1
+        self._send.send_nowait(("submit", order))
+
+    def cancel(self, order: Order) -> None:
+        self._in_flight += 1
+        self._send.send_nowait(("cancel", order))
+
+    def idle(self) -> bool:
+        return self._in_flight == 0
+
+    async def run(self, send: ObjectSendStream[InboundRecord], clock: Clock) -> None:
+        from .kernel import InboundRecord
+
+        async with send:
+            async for op, order in self._recv:
+                try:
+                    if self.latency:
+                        await anyio.sleep(self.latency)
+                    common = dict(client_id=order.client_id, strategy=order.strategy,
+                                  asset_id=order.asset_id, venue_order_id="lb-" + order.client_id)  # fmt: skip
+                    if op == "submit":
+                        events: list[Any] = [OrderAccepted(ts=0, **common)]
+                        if self.fill:
+                            self._trade_seq += 1
+                            it = order.intent
+                            events.append(OrderFilled(ts=0, trade_id=f"lbt-{self._trade_seq}", side=it.side,
+                                                      price=it.price, size=it.size, liquidity="taker",
+                                                      market=it.market, leaves=0, **common))  # fmt: skip
+                            self._filled.add(order.client_id)
+                    elif order.client_id not in self._filled:
+                        events = [OrderCancelled(ts=0, reason="cancelled", **common)]
+                    else:
+                        events = []
+                    if events:
+                        await send.send(InboundRecord(clock.now(), self.source, ENCODER.encode(events)))
+                finally:
+                    self._in_flight -= 1

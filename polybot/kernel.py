@@ -1,0 +1,621 @@
+"""The kernel: synchronous, single-threaded and deterministic.
+
+Everything that can change a decision enters through one door, :meth:`Kernel.process`, as an
+inbound record ``(receive ts, source, msg)``: market and user frames, REST responses, executor
+responses, clock ticks and control commands. For each record the kernel
+
+1. advances its clock to the record's time (clamped if it went backwards),
+2. decodes the message with the source's decoder (a pure function: bytes -> events),
+3. journals the record exactly as received (invalid JSON as a JSON string),
+4. publishes the events on the bus, where its own state handlers run first, then strategies.
+
+Strategies act through :meth:`submit` (risk chain, synchronously, then write-ahead journal +
+fsync, then the executor) and :meth:`cancel`. The kernel never reads the wall clock, never draws
+a random number and does no I/O other than appending to its journal.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, NamedTuple
+
+import attrs
+import msgspec
+from loguru import logger
+
+from .book import Books
+from .bus import Bus
+from .catalog import Catalog
+from .clock import ReplayClock, Timers
+from .events import (
+    DECODER,
+    ENCODER,
+    JOURNALED_TYPES,
+    LIST_DECODER,
+    BookDelta,
+    BookHealth,
+    BookSnapshot,
+    CancelAll,
+    CancelRequest,
+    CancelSubmitted,
+    ControlEvent,
+    EnableStrategy,
+    Event,
+    FillEvent,
+    Flatten,
+    Halt,
+    InputDropped,
+    MarketInfo,
+    MarketResolved,
+    OrderEvent,
+    OrderIntent,
+    OrderPlan,
+    OrderSubmitted,
+    PositionChanged,
+    Reduce,
+    Resume,
+    RiskApproved,
+    RiskRejected,
+    RiskResized,
+    SetParams,
+    TickSizeChange,
+    TimerFired,
+    TradePrint,
+    TradingStateChanged,
+)
+from .execution import Executor, NullExecutor
+from .journal import JournalWriter, text_frame
+from .orders import OrderStore
+from .portfolio import Portfolio
+from .risk import LOT, Decision, Exposure, RiskChain, RiskContext, TradingStateValidator, reject, worst_case
+from .strategy import Context, Strategy, convert_params
+
+STATE_VERSION = 1
+
+
+class InboundRecord(NamedTuple):
+    """One input: receive time (ns), source name, and the message: raw bytes as received (a
+    frame) or an object the kernel encodes to JSON (control commands, adapter notices)."""
+
+    ts: int
+    source: str
+    msg: Any
+
+
+#: A decoder turns one message (JSON bytes as journaled) into events. It must be pure: no state,
+#: so that decoding is the same live and in replay. It raises ``msgspec.DecodeError`` (bad JSON
+#: or schema) or ``ValueError`` (a bad value) to have the input counted and dropped.
+Decoder = Callable[[bytes, int], Sequence[Event]]
+
+
+def _restamp(events: Sequence[Event], ts: int) -> list[Event]:
+    return [e if e.ts == ts else msgspec.structs.replace(e, ts=ts) for e in events]
+
+
+def decode_events(msg: bytes, ts: int) -> Sequence[Event]:
+    """The ``events`` source: ready-made polybot events (one, or a JSON array of them)."""
+    if msg[:1] == b"[":
+        return _restamp(LIST_DECODER.decode(msg), ts)
+    return _restamp((DECODER.decode(msg),), ts)
+
+
+def _typed_decoder(allowed: tuple[type[Event], ...], what: str) -> Decoder:
+    def dec(msg: bytes, ts: int) -> Sequence[Event]:
+        evs = decode_events(msg, ts)
+        for e in evs:
+            if not isinstance(e, allowed):
+                raise ValueError(f"{what} source cannot carry {type(e).__name__}")
+        return evs
+
+    return dec
+
+
+decode_control = _typed_decoder((ControlEvent,), "control")
+decode_exec = _typed_decoder((OrderEvent,), "executor")
+
+
+def decode_clock(msg: bytes, ts: int) -> Sequence[Event]:
+    return ()
+
+
+BUILTIN_DECODERS: dict[str, Decoder] = {
+    "events": decode_events,
+    "control": decode_control,
+    "clock": decode_clock,
+}
+
+
+class KernelStats:
+    __slots__ = ("inputs", "events", "dropped", "by_source", "drop_reasons", "intents", "orders",
+                 "fills", "rejections", "illegal_transitions")  # fmt: skip
+
+    def __init__(self) -> None:
+        self.inputs = 0
+        self.events = 0
+        self.dropped = 0
+        self.by_source: Counter[str] = Counter()
+        self.drop_reasons: Counter[str] = Counter()
+        self.intents = 0
+        self.orders = 0
+        self.fills = 0
+        self.rejections = 0
+        self.illegal_transitions = 0
+
+
+class Kernel:
+    def __init__(
+        self,
+        *,
+        executor: Executor | None = None,
+        risk: RiskChain | None = None,
+        journal: JournalWriter | None = None,
+        synthesize_timers: bool = False,
+        client_id_prefix: str = "pb",
+        drop_sources: Iterable[str] = (),
+    ) -> None:
+        self.bus = Bus()
+        self.clock = ReplayClock()
+        self.timers = Timers()
+        self.books = Books()
+        self.catalog = Catalog()
+        self.portfolio = Portfolio()
+        self.orders = OrderStore()
+        self.exposure = Exposure()
+        self.trading_state = "active"
+        self.risk = risk or RiskChain([TradingStateValidator()])
+        self.journal = journal
+        self.synthesize_timers = synthesize_timers
+        self.client_id_prefix = client_id_prefix
+        self.stats = KernelStats()
+        self.strategies: dict[str, Strategy] = {}
+        self.decoders: dict[str, Decoder] = dict(BUILTIN_DECODERS)
+        self.drop_sources = frozenset(drop_sources)
+        self.redactions: dict[str, list[tuple[bytes, bytes]]] = {}
+        self.engine_sink: list[bytes] | None = None  # set by faithful replay to compare lines
+        self.on_state_change: list[Callable[[], None]] = []
+        self._seq = 0
+        self._plan_seq = 0
+        self._logged_drops: set[tuple[str, str]] = set()
+        self._decoder_resolver: Callable[[str], Decoder | None] | None = None
+        self.executor: Executor = NullExecutor()
+        self.set_executor(executor or NullExecutor())
+        self._install_state_handlers()
+
+    # ============================================================================ wiring
+
+    def set_executor(self, executor: Executor) -> None:
+        self.executor = executor
+        executor.attach(self)
+        self.decoders.setdefault(executor.source, decode_exec)
+
+    def add_decoder(self, source: str, decoder: Decoder) -> None:
+        self.decoders[source] = decoder
+
+    def set_decoder_resolver(self, resolver: Callable[[str], Decoder | None]) -> None:
+        """Called for a source with no decoder (e.g. entry-point lookup in replay)."""
+        self._decoder_resolver = resolver
+
+    def add_redaction(self, source: str, secret: str, alias: str) -> None:
+        """Replace ``secret`` by ``alias`` in every message from ``source`` before it is
+        journaled or decoded (the user channel's ``owner`` is the API key)."""
+        if secret:
+            self.redactions.setdefault(source, []).append((secret.encode(), alias.encode()))
+
+    def add_strategy(self, cls: type[Strategy], instance: str, params: dict[str, Any] | Any, enabled: bool = True) -> Strategy:
+        if instance in self.strategies:
+            raise ValueError(f"duplicate strategy instance {instance!r}")
+        p = params if isinstance(params, cls.Params) else convert_params(cls.Params, dict(params))
+        s = cls(lambda st: Context(self, st), p, instance)
+        s.enabled = enabled
+        self.strategies[instance] = s
+        return s
+
+    def start(self) -> None:
+        """Subscribe strategies (declared handlers, then ``on_start``)."""
+        for s in self.strategies.values():
+            for t, h, k in s._declared():
+                s.ctx.subscribe(t, h, k)
+            s.on_start()
+
+    def stop(self) -> None:
+        for s in self.strategies.values():
+            try:
+                s.on_stop()
+            except Exception:  # noqa: BLE001
+                logger.exception("strategy {} on_stop raised", s.id)
+
+    # ============================================================================ the door
+
+    def process(self, ts: int, source: str, msg: Any, journal: bool = True) -> None:
+        """Take one input. ``msg`` is JSON bytes (a frame as received, or as journaled) or an
+        object (encoded here). Never raises for bad input: it is counted and dropped."""
+        stats = self.stats
+        stats.inputs += 1
+        if self.synthesize_timers:
+            self._fire_due(ts, synthetic=True)
+        ts = self.clock.advance(ts)
+        if source in self.drop_sources:
+            return
+        if msg.__class__ is not bytes:
+            # a text frame is its UTF-8 bytes; any other object is encoded to JSON
+            msg = msg.encode() if isinstance(msg, str) else ENCODER.encode(msg)
+        red = self.redactions.get(source) if self.redactions else None
+        if red:
+            for secret, alias in red:
+                msg = msg.replace(secret, alias)
+        decoder = self.decoders.get(source)
+        if decoder is None:
+            decoder = self._resolve(source)
+        events: Sequence[Event] = ()
+        reason = ""
+        detail = ""
+        if decoder is not None:
+            try:
+                events = decoder(msg, ts)
+            except msgspec.ValidationError as exc:
+                reason, detail = "schema", str(exc)
+            except msgspec.DecodeError:
+                # not JSON at all: keep it as a JSON string, and let the decoder see that form
+                msg = text_frame(msg)
+                try:
+                    events = decoder(msg, ts)
+                except (msgspec.DecodeError, ValueError) as exc:
+                    reason, detail = "malformed", str(exc)
+            except (ValueError, KeyError, TypeError, IndexError) as exc:
+                reason, detail = "bad_value", f"{type(exc).__name__}: {exc}"
+        else:
+            reason, detail = "unknown_source", source
+            try:
+                msgspec.json.decode(msg)
+            except msgspec.DecodeError:
+                msg = text_frame(msg)
+        if journal and self.journal is not None:
+            self.journal.write_input(ts, source, msg)
+        stats.by_source[source] += 1
+        if reason:
+            self._drop(ts, source, reason, detail, msg)
+        publish = self.bus.publish
+        for ev in events:
+            publish(ev)
+        stats.events += len(events)
+        if source == "clock":
+            self._fire_due(ts, synthetic=False)
+
+    def _resolve(self, source: str) -> Decoder | None:
+        dec = None
+        if source.startswith("exec."):
+            dec = decode_exec
+        elif self._decoder_resolver is not None:
+            dec = self._decoder_resolver(source)
+        if dec is not None:
+            self.decoders[source] = dec
+        return dec
+
+    def _drop(self, ts: int, source: str, reason: str, detail: str, msg: bytes) -> None:
+        self.stats.dropped += 1
+        self.stats.drop_reasons[f"{source}:{reason}"] += 1
+        key = (source, reason)
+        if key not in self._logged_drops:
+            self._logged_drops.add(key)
+            logger.warning("dropped input from {} ({}): {} | msg={!r:.200} (further drops of this kind are counted)",
+                           source, reason, detail, msg)  # fmt: skip
+        self.bus.publish(InputDropped(ts=ts, source=source, reason=reason, detail=detail[:300]))
+
+    def drop_input(self, source: str, reason: str, detail: str = "") -> None:
+        """For decoders/handlers that find an input bad after decoding (counted, reported)."""
+        self._drop(self.clock.now(), source, reason, detail, b"")
+
+    # ============================================================================ timers
+
+    def _fire_due(self, now: int, synthetic: bool) -> None:
+        due = self.timers.pop_due(now)
+        for deadline, owner, name in due:
+            ts = self.clock.advance(deadline) if synthetic else self.clock.now()
+            self.emit(TimerFired(ts=ts, owner=owner, name=name, deadline=deadline))
+
+    def next_deadline(self) -> int | None:
+        return self.timers.next_deadline()
+
+    # ============================================================================ emitting
+
+    def emit(self, event: Event) -> None:
+        """Publish a kernel-made event (journaled first if it is a journaled type)."""
+        if event.__class__ in JOURNALED_TYPES:
+            j = self.journal
+            if j is not None:
+                j.write_event(event)
+            if self.engine_sink is not None:
+                self.engine_sink.append(ENCODER.encode(event))
+        self.bus.publish(event)
+
+    # ============================================================================ submit / cancel
+
+    def _next_client_id(self) -> str:
+        self._seq += 1
+        return f"{self.client_id_prefix}-{self._seq}"
+
+    def submit(self, strategy: str, intent: OrderIntent | OrderPlan) -> Decision:
+        """Run the risk chain synchronously; on approval reserve exposure, journal + fsync the
+        orders (write-ahead) and hand them to the executor. Returns the decision."""
+        now = self.clock.now()
+        if isinstance(intent, OrderPlan):
+            self._plan_seq += 1
+            plan_id = intent.plan_id or f"plan-{self._plan_seq}"
+            legs = [msgspec.structs.replace(leg, ts=now, strategy=strategy, plan_id=plan_id,
+                                            client_id=self._next_client_id()) for leg in intent.legs]  # fmt: skip
+            plan = msgspec.structs.replace(intent, ts=now, strategy=strategy, plan_id=plan_id, legs=tuple(legs))
+            self.stats.intents += len(legs)
+            self.emit(plan)
+            ctx = RiskContext(self, strategy)
+            if not legs:
+                decision, final = reject("kernel", "empty plan"), legs
+            else:
+                decision, final = self.risk.check_plan(legs, ctx)
+            return self._decided(strategy, decision, final, legs, plan_id)
+        intent = msgspec.structs.replace(intent, ts=now, strategy=strategy, client_id=self._next_client_id())
+        self.stats.intents += 1
+        self.emit(intent)
+        if intent.size <= 0 or intent.price <= 0:
+            decision, out = reject("kernel", f"size and price must be positive (size={intent.size}, price={intent.price})"), intent
+        elif intent.size % LOT:
+            decision, out = reject("kernel", f"size {intent.size} is not a multiple of the 0.01-share lot"), intent
+        else:
+            decision, out = self.risk.check_intent(intent, RiskContext(self, strategy))
+        return self._decided(strategy, decision, [out], [intent], intent.plan_id)
+
+    def _decided(self, strategy: str, decision: Decision, final: list[OrderIntent],
+                 original: list[OrderIntent], plan_id: str) -> Decision:  # fmt: skip
+        now = self.clock.now()
+        ids = tuple(i.client_id for i in original)
+        if decision.action == "reject":
+            self.stats.rejections += 1
+            self.emit(RiskRejected(ts=now, strategy=strategy, client_ids=ids, plan_id=plan_id,
+                                   validator=decision.validator, reason=decision.reason))  # fmt: skip
+            return _with_ids(decision, ids)
+        reserved = 0
+        for it in final:
+            amt = worst_case(it, self.portfolio.size(it.asset_id, strategy))
+            self.exposure.reserve(it.client_id, strategy, it.asset_id, amt)
+            reserved += amt
+        if decision.action == "resize":
+            self.emit(RiskResized(ts=now, strategy=strategy, client_ids=ids, plan_id=plan_id,
+                                  validator=decision.validator, reason=decision.reason,
+                                  old_size=original[0].size, new_size=final[0].size, reserved=reserved))  # fmt: skip
+        else:
+            self.emit(RiskApproved(ts=now, strategy=strategy, client_ids=ids, plan_id=plan_id, reserved=reserved))
+        orders = []
+        for it in final:
+            o = self.orders.create(it, now)
+            self.stats.orders += 1
+            self.emit(OrderSubmitted(ts=now, client_id=it.client_id, strategy=strategy, asset_id=it.asset_id, intent=it))
+            orders.append(o)
+        if self.journal is not None:
+            self.journal.sync()  # write-ahead: on disk before anything leaves the process
+        for o in orders:
+            self.executor.submit(o)
+        return _with_ids(decision, ids)
+
+    def cancel(self, strategy: str | None, client_id: str, reason: str = "") -> bool:
+        o = self.orders.get(client_id)
+        if o is None or not o.is_open or o.state == "cancel_pending":
+            return False
+        if strategy is not None and o.strategy != strategy:
+            return False
+        now = self.clock.now()
+        self.emit(CancelSubmitted(ts=now, client_id=client_id, strategy=o.strategy, asset_id=o.asset_id, reason=reason))
+        if self.journal is not None:
+            self.journal.sync()
+        self.executor.cancel(o)
+        return True
+
+    def cancel_all(self, strategy: str = "", reason: str = "cancel_all") -> int:
+        n = 0
+        for o in list(self.orders.open_orders(strategy or None)):
+            n += self.cancel(None, o.client_id, reason)
+        return n
+
+    # ============================================================================ state handlers
+
+    def _install_state_handlers(self) -> None:
+        sub = self.bus.subscribe
+        sub(BookSnapshot, self._on_book)
+        sub(BookDelta, self._on_delta)
+        sub(TickSizeChange, self._on_tick_size)
+        sub(TradePrint, self._on_trade)
+        sub(MarketInfo, self.catalog.add)
+        sub(MarketResolved, self._on_resolved)
+        sub(OrderEvent, self._on_order_event)
+        sub(CancelRequest, lambda ev: self.cancel(ev.strategy, ev.client_id, ev.reason))
+        sub(Halt, lambda ev: self._set_state("halted", ev.reason or "halt"))
+        sub(Resume, lambda ev: self._set_state("active", ev.reason or "resume"))
+        sub(Reduce, lambda ev: self._set_state("reducing", ev.reason or "reduce"))
+        sub(CancelAll, lambda ev: self.cancel_all(ev.strategy, ev.reason or "cancel_all"))
+        sub(Flatten, self._on_flatten)
+        sub(SetParams, self._on_set_params)
+        sub(EnableStrategy, self._on_enable)
+        sub(TimerFired, self._on_timer)
+
+    def _on_book(self, ev: BookSnapshot) -> None:
+        b = self.books.ensure(ev.asset_id, ev.market)
+        b.replace(ev.bids, ev.asks, ev.ts)
+        if ev.tick_size:
+            b.tick_size = ev.tick_size
+        b.hash = ev.hash
+        if b.crossed:
+            self._unhealthy(b, "crossed book in snapshot")
+        elif not b.healthy:
+            b.healthy = True
+            b.unhealthy_reason = ""
+            self.bus.publish(BookHealth(ts=ev.ts, asset_id=ev.asset_id, healthy=True, reason="snapshot"))
+
+    def _on_delta(self, ev: BookDelta) -> None:
+        b = self.books.get(ev.asset_id)
+        if b is None:
+            return  # no snapshot for this asset: ignore (another token of the market)
+        if ev.side == "BID":
+            b.set_bid(ev.price, ev.size)
+        else:
+            b.set_ask(ev.price, ev.size)
+        b.updated_ts = ev.ts
+        if ev.hash:
+            b.hash = ev.hash
+        if b.healthy and b.best_bid and b.best_ask and b.best_bid >= b.best_ask:
+            self._unhealthy(b, "crossed book")
+
+    def _unhealthy(self, b: Any, reason: str) -> None:
+        if b.healthy or b.unhealthy_reason != reason:
+            b.healthy = False
+            b.unhealthy_reason = reason
+            self.bus.publish(BookHealth(ts=self.clock.now(), asset_id=b.asset_id, healthy=False, reason=reason))
+
+    def _on_tick_size(self, ev: TickSizeChange) -> None:
+        b = self.books.get(ev.asset_id)
+        if b is not None:
+            b.tick_size = ev.new_tick_size
+
+    def _on_trade(self, ev: TradePrint) -> None:
+        b = self.books.get(ev.asset_id)
+        if b is not None:
+            b.updated_ts = ev.ts
+
+    def _on_resolved(self, ev: MarketResolved) -> None:
+        self.catalog.mark_resolved(ev)
+        for p in self.portfolio.resolve(ev):
+            self.emit(PositionChanged(ts=ev.ts, asset_id=p.asset_id, market=p.market, size=p.size,
+                                      cost=p.cost, realized_pnl=p.realized, fees_paid=p.fees))  # fmt: skip
+
+    def _on_order_event(self, ev: OrderEvent) -> None:
+        o, err = self.orders.apply(ev)
+        if err is not None:
+            self.stats.illegal_transitions += 1
+            self.drop_input("orders", "illegal_transition", err)
+            return
+        assert o is not None
+        if isinstance(ev, FillEvent):
+            self.stats.fills += 1
+            p = self.portfolio.apply_fill(o.strategy, ev)
+            if o.is_open:
+                rest = msgspec.structs.replace(o.intent, size=o.remaining)
+                self.exposure.reserve(o.client_id, o.strategy, o.asset_id,
+                                      worst_case(rest, self.portfolio.size(o.asset_id, o.strategy)))  # fmt: skip
+            else:
+                self.exposure.release(o.client_id)
+            self.emit(PositionChanged(ts=ev.ts, asset_id=p.asset_id, market=p.market, size=p.size, cost=p.cost,
+                                      realized_pnl=p.realized, fees_paid=p.fees, strategy=o.strategy))  # fmt: skip
+        elif not o.is_open:
+            self.exposure.release(o.client_id)
+
+    def _set_state(self, state: str, reason: str) -> None:
+        prev = self.trading_state
+        if prev == state:
+            return
+        self.trading_state = state
+        self.emit(TradingStateChanged(ts=self.clock.now(), state=state, previous=prev, reason=reason))  # type: ignore[arg-type]
+        for cb in self.on_state_change:
+            cb()
+
+    def _on_flatten(self, ev: Flatten) -> None:
+        """Cancel everything, enter reducing, and sell every position at the best bid minus at
+        most ``max_slippage`` (FAK), through the risk chain like any order."""
+        self.cancel_all(reason="flatten")
+        self._set_state("reducing", ev.reason or "flatten")
+        for (strat, aid), pos in sorted(self.portfolio.by_strategy.items()):
+            size = pos.size - pos.size % LOT
+            if size <= 0:
+                continue
+            b = self.books.get(aid)
+            if b is None or not b.best_bid:
+                logger.warning("flatten: no bid for {}, position of {} left open", aid, strat)
+                continue
+            price = max(b.tick_size or 10_000, b.best_bid - ev.max_slippage)
+            self.submit(strat, OrderIntent(strategy=strat, asset_id=aid, market=pos.market, side="SELL",
+                                           price=price, size=size, tif="FAK", kind="market",
+                                           reduce_only=True, note="flatten"))  # fmt: skip
+
+    def _on_set_params(self, ev: SetParams) -> None:
+        s = self.strategies.get(ev.strategy)
+        if s is None:
+            self.drop_input("control", "unknown_strategy", ev.strategy)
+            return
+        merged = msgspec.structs.asdict(s.params) | ev.params
+        try:
+            new = convert_params(type(s.params), merged)
+        except msgspec.ValidationError as exc:
+            self.drop_input("control", "bad_params", f"{ev.strategy}: {exc}")
+            return
+        old, s.params = s.params, new
+        s.on_params(old, new)
+
+    def _on_enable(self, ev: EnableStrategy) -> None:
+        s = self.strategies.get(ev.strategy)
+        if s is None:
+            self.drop_input("control", "unknown_strategy", ev.strategy)
+            return
+        if s.enabled == ev.enabled:
+            return
+        s.enabled = ev.enabled
+        for t, h, k in s._subs:
+            if ev.enabled:
+                self.bus.subscribe(t, h, k)
+            else:
+                self.bus.unsubscribe(h, t)
+
+    def _on_timer(self, ev: TimerFired) -> None:
+        s = self.strategies.get(ev.owner)
+        if s is not None and s.enabled:
+            s.on_timer(ev)
+
+    # ============================================================================ state
+
+    def to_state(self) -> dict[str, Any]:
+        """Everything needed to continue after a restart (with the journal tail)."""
+        return {
+            "version": STATE_VERSION,
+            "clock": self.clock.now(),
+            "seq": self._seq,
+            "plan_seq": self._plan_seq,
+            "trading_state": self.trading_state,
+            "timers": self.timers.pending(),
+            "books": self.books.to_state(),
+            "catalog": [msgspec.json.decode(ENCODER.encode(i)) for i in self.catalog.to_state()],
+            "resolved": dict(sorted(self.catalog.resolved.items())),
+            "portfolio": self.portfolio.to_state(),
+            "orders": self.orders.to_state(),
+            "exposure": self.exposure.to_state(),
+            "strategies": {
+                k: {"enabled": s.enabled, "params": msgspec.to_builtins(s.params), "state": s.snapshot()}
+                for k, s in sorted(self.strategies.items())
+            },
+        }
+
+    def restore(self, st: dict[str, Any]) -> None:
+        if st.get("version") != STATE_VERSION:
+            raise ValueError(f"snapshot version {st.get('version')} is not {STATE_VERSION}")
+        self.clock = ReplayClock(st["clock"])
+        self._seq = st["seq"]
+        self._plan_seq = st["plan_seq"]
+        self.trading_state = st["trading_state"]
+        self.timers.restore([tuple(x) for x in st["timers"]])
+        self.books.restore(st["books"])
+        self.catalog.restore([msgspec.convert(i, MarketInfo) for i in st["catalog"]], st["resolved"])
+        self.portfolio.restore(st["portfolio"])
+        self.orders.restore(st["orders"])
+        self.exposure.restore(st["exposure"])
+        for k, sst in st["strategies"].items():
+            s = self.strategies.get(k)
+            if s is None:
+                logger.warning("snapshot has state for strategy {!r}, which is not configured", k)
+                continue
+            s.enabled = sst["enabled"]
+            if sst.get("state") is not None:
+                s.restore(sst["state"])
+
+    def summary_state(self) -> dict[str, Any]:
+        """The comparable part of the state (positions, open orders, PnL, risk state)."""
+        st = self.to_state()
+        return {k: st[k] for k in ("seq", "trading_state", "portfolio", "orders", "exposure", "timers", "strategies")}
+
+
+def _with_ids(d: Decision, ids: tuple[str, ...]) -> Decision:
+    return attrs.evolve(d, client_ids=ids)

@@ -1,0 +1,193 @@
+"""Own orders: the state machine and the store the kernel keeps them in.
+
+States and the allowed transitions are an explicit table; a transition that is not in it is not
+applied silently: :meth:`OrderStore.apply` returns an error string the kernel reports. A fill
+after a cancel (the venue matched before it saw the cancel) is allowed and accounted.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import attrs
+
+from .events import (
+    CancelSubmitted,
+    FillEvent,
+    OrderAccepted,
+    OrderCancelled,
+    OrderEvent,
+    OrderExpired,
+    OrderFilled,
+    OrderIntent,
+    OrderPartiallyFilled,
+    OrderRejected,
+    OrderSubmitted,
+    OrderUnknown,
+)
+
+OrderState = Literal[
+    "created", "submitted", "accepted", "partially_filled", "filled", "cancel_pending",
+    "cancelled", "rejected", "expired", "unknown",
+]  # fmt: skip
+
+TERMINAL: frozenset[str] = frozenset({"filled", "cancelled", "rejected", "expired"})
+
+#: state -> states it may move to.
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "created": frozenset({"submitted", "rejected"}),
+    "submitted": frozenset(
+        {"accepted", "rejected", "partially_filled", "filled", "cancel_pending", "cancelled",
+         "expired", "unknown"}  # fmt: skip
+    ),
+    "accepted": frozenset(
+        {"partially_filled", "filled", "cancel_pending", "cancelled", "expired", "unknown"}
+    ),
+    "partially_filled": frozenset(
+        {"partially_filled", "filled", "cancel_pending", "cancelled", "expired", "unknown"}
+    ),
+    "cancel_pending": frozenset(
+        {"cancelled", "partially_filled", "filled", "expired", "accepted", "unknown"}
+    ),
+    "unknown": frozenset(
+        {"accepted", "rejected", "partially_filled", "filled", "cancel_pending", "cancelled",
+         "expired"}  # fmt: skip
+    ),
+    # late fills after a cancel or an expiry are real money: accept them.
+    "cancelled": frozenset({"partially_filled", "filled"}),
+    "expired": frozenset({"partially_filled", "filled"}),
+    "filled": frozenset(),
+    "rejected": frozenset(),
+}
+
+_EVENT_STATE: dict[type, str] = {
+    OrderSubmitted: "submitted",
+    OrderAccepted: "accepted",
+    OrderRejected: "rejected",
+    OrderPartiallyFilled: "partially_filled",
+    OrderFilled: "filled",
+    OrderCancelled: "cancelled",
+    OrderExpired: "expired",
+    OrderUnknown: "unknown",
+    CancelSubmitted: "cancel_pending",
+}
+
+
+@attrs.define
+class Order:
+    client_id: str
+    intent: OrderIntent
+    state: str = "created"
+    filled: int = 0
+    cost: int = 0  # sum(price x size) of fills, base units
+    fees: int = 0
+    venue_order_id: str = ""
+    created_ts: int = 0
+    updated_ts: int = 0
+
+    @property
+    def strategy(self) -> str:
+        return self.intent.strategy
+
+    @property
+    def asset_id(self) -> str:
+        return self.intent.asset_id
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.intent.size - self.filled)
+
+    @property
+    def is_open(self) -> bool:
+        return self.state not in TERMINAL
+
+    def to_state(self) -> dict:
+        from .events import ENCODER
+        import msgspec
+
+        return {
+            "client_id": self.client_id,
+            "intent": msgspec.json.decode(ENCODER.encode(self.intent)),
+            "state": self.state, "filled": self.filled, "cost": self.cost, "fees": self.fees,
+            "venue_order_id": self.venue_order_id, "created_ts": self.created_ts,
+            "updated_ts": self.updated_ts,
+        }  # fmt: skip
+
+
+class OrderStore:
+    def __init__(self) -> None:
+        self._orders: dict[str, Order] = {}
+        self._open: dict[str, Order] = {}
+
+    def __contains__(self, client_id: object) -> bool:
+        return client_id in self._orders
+
+    def get(self, client_id: str) -> Order | None:
+        return self._orders.get(client_id)
+
+    def open_orders(self, strategy: str | None = None, asset_id: str | None = None) -> list[Order]:
+        return [
+            o
+            for o in self._open.values()
+            if (strategy is None or o.strategy == strategy)
+            and (asset_id is None or o.asset_id == asset_id)
+        ]
+
+    def all(self) -> list[Order]:
+        return list(self._orders.values())
+
+    def create(self, intent: OrderIntent, ts: int) -> Order:
+        o = Order(client_id=intent.client_id, intent=intent, created_ts=ts, updated_ts=ts)
+        self._orders[o.client_id] = o
+        self._open[o.client_id] = o
+        return o
+
+    def apply(self, ev: OrderEvent) -> tuple[Order | None, str | None]:
+        """Apply a lifecycle event; returns (order, error). Unknown order ids are an error."""
+        o = self._orders.get(ev.client_id)
+        if o is None:
+            return None, f"unknown order {ev.client_id!r}"
+        new = _EVENT_STATE[type(ev)]
+        old = o.state
+        if new != old or new == "partially_filled":
+            if new not in TRANSITIONS[old]:
+                return o, f"illegal transition {old} -> {new} for {o.client_id}"
+        if isinstance(ev, FillEvent):
+            o.filled += ev.size
+            o.cost += ev.price * ev.size // 1_000_000
+            o.fees += ev.fee
+            if o.filled >= o.intent.size:
+                new = "filled"
+            elif new == "filled":
+                new = "partially_filled" if old not in ("cancelled", "expired") else old
+            elif old in ("cancelled", "expired"):
+                new = old  # a late partial fill: stays cancelled
+        if ev.venue_order_id:
+            o.venue_order_id = ev.venue_order_id
+        o.state = new
+        o.updated_ts = ev.ts
+        if new in TERMINAL:
+            self._open.pop(o.client_id, None)
+        else:
+            self._open[o.client_id] = o
+        return o, None
+
+    def to_state(self) -> list[dict]:
+        return [o.to_state() for o in self._orders.values() if o.is_open]
+
+    def restore(self, states: list[dict]) -> None:
+        import msgspec
+
+        self._orders.clear()
+        self._open.clear()
+        for st in states:
+            intent = msgspec.convert(st["intent"], OrderIntent)
+            o = Order(
+                client_id=st["client_id"], intent=intent, state=st["state"],
+                filled=st["filled"], cost=st["cost"], fees=st["fees"],
+                venue_order_id=st["venue_order_id"], created_ts=st["created_ts"],
+                updated_ts=st["updated_ts"],
+            )  # fmt: skip
+            self._orders[o.client_id] = o
+            if o.is_open:
+                self._open[o.client_id] = o

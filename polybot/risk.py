@@ -1,0 +1,237 @@
+"""The risk chain: ordered validators between ``submit()`` and the executor.
+
+Each validator is a small class with a ``name`` and ``check(intent, ctx) -> Decision`` (approve,
+resize to a smaller size, or reject with a reason a person can read). The chain:
+
+* runs synchronously inside ``submit()`` and fails closed: a validator that raises rejects;
+* passes a multi-leg plan whole or not at all; if any leg is resized, every leg is resized to the
+  same share count (rounded down to the lot) and re-checked, or the plan is rejected;
+* on approval, the kernel reserves the order's worst-case exposure at once (see
+  :class:`Exposure`), so the next strategy handling the same event already sees it.
+
+Validators are named in config (``[risk] chain = [...]``); third-party ones by ``module:Class``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+import attrs
+
+from .events import OrderIntent
+from .units import SCALE
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .kernel import Kernel
+
+Action = Literal["approve", "resize", "reject"]
+
+#: Shares are traded in hundredths (the signed order rounds size down to 2 decimals).
+LOT = 10_000
+
+
+@attrs.frozen
+class Decision:
+    action: Action
+    validator: str = ""
+    reason: str = ""
+    size: int = 0  # the new size for "resize" (per leg for a plan)
+    client_ids: tuple[str, ...] = ()  # set by submit(): the orders this decision concerns
+
+    @property
+    def approved(self) -> bool:
+        return self.action != "reject"
+
+
+APPROVE = Decision("approve")
+
+
+def reject(validator: str, reason: str) -> Decision:
+    return Decision("reject", validator, reason)
+
+
+def resize(validator: str, size: int, reason: str) -> Decision:
+    return Decision("resize", validator, reason, size)
+
+
+class Validator(Protocol):
+    name: str
+
+    def check(self, intent: OrderIntent, ctx: RiskContext) -> Decision: ...
+
+
+@attrs.define
+class RiskContext:
+    """What validators may read. ``kernel`` gives books, catalog, portfolio, orders, exposure."""
+
+    kernel: Kernel
+    strategy: str = ""
+
+    @property
+    def books(self):  # noqa: ANN201
+        return self.kernel.books
+
+    @property
+    def catalog(self):  # noqa: ANN201
+        return self.kernel.catalog
+
+    @property
+    def portfolio(self):  # noqa: ANN201
+        return self.kernel.portfolio
+
+    @property
+    def orders(self):  # noqa: ANN201
+        return self.kernel.orders
+
+    @property
+    def exposure(self) -> Exposure:
+        return self.kernel.exposure
+
+    @property
+    def trading_state(self) -> str:
+        return self.kernel.trading_state
+
+    @property
+    def now(self) -> int:
+        return self.kernel.clock.now()
+
+
+def worst_case(intent: OrderIntent, held: int) -> int:
+    """Worst-case loss of an order in base units: a BUY can lose what it pays; a SELL of shares
+    held loses nothing more than the position already carries; an uncovered SELL can lose
+    (1 - price) per share."""
+    if intent.side == "BUY":
+        return -((-intent.price * intent.size) // SCALE)
+    uncovered = max(0, intent.size - max(0, held))
+    return (SCALE - intent.price) * uncovered // SCALE
+
+
+class Exposure:
+    """Reserved worst-case exposure of open orders and approved in-flight intents."""
+
+    def __init__(self) -> None:
+        self.by_order: dict[str, tuple[str, str, int]] = {}  # client_id -> (strategy, asset, amount)
+        self.total = 0
+        self.by_strategy: dict[str, int] = {}
+        self.by_asset: dict[str, int] = {}
+
+    def reserve(self, client_id: str, strategy: str, asset_id: str, amount: int) -> None:
+        self.release(client_id)
+        self.by_order[client_id] = (strategy, asset_id, amount)
+        self.total += amount
+        self.by_strategy[strategy] = self.by_strategy.get(strategy, 0) + amount
+        self.by_asset[asset_id] = self.by_asset.get(asset_id, 0) + amount
+
+    def release(self, client_id: str, amount: int | None = None) -> None:
+        """Release all (or ``amount`` of) an order's reservation."""
+        cur = self.by_order.get(client_id)
+        if cur is None:
+            return
+        strategy, asset, have = cur
+        amt = have if amount is None else min(amount, have)
+        self.total -= amt
+        self.by_strategy[strategy] -= amt
+        self.by_asset[asset] -= amt
+        if amt == have:
+            del self.by_order[client_id]
+        else:
+            self.by_order[client_id] = (strategy, asset, have - amt)
+
+    def to_state(self) -> list[list[Any]]:
+        return [[k, *v] for k, v in sorted(self.by_order.items())]
+
+    def restore(self, items: list[list[Any]]) -> None:
+        self.__init__()  # type: ignore[misc]
+        for cid, s, a, amt in items:
+            self.reserve(cid, s, a, amt)
+
+
+# --------------------------------------------------------------------------------------------
+# Built-in validators (the risk issue adds the rest)
+# --------------------------------------------------------------------------------------------
+
+
+@attrs.define
+class PassThrough:
+    """Approves everything. For tests and for chains that are deliberately empty."""
+
+    name: str = "pass"
+
+    def check(self, intent: OrderIntent, ctx: RiskContext) -> Decision:
+        return APPROVE
+
+
+@attrs.define
+class TradingStateValidator:
+    """Halted: nothing passes. Reducing: only orders that shrink a position pass."""
+
+    name: str = "trading_state"
+
+    def check(self, intent: OrderIntent, ctx: RiskContext) -> Decision:
+        state = ctx.trading_state
+        if state == "active":
+            return APPROVE
+        if state == "halted":
+            return reject(self.name, "trading is halted")
+        held = ctx.portfolio.size(intent.asset_id)
+        if intent.side == "SELL" and intent.size <= held:
+            return APPROVE
+        return reject(self.name, "trading is reducing: only orders that shrink a position pass")
+
+
+BUILTIN_VALIDATORS: dict[str, Callable[..., Validator]] = {
+    "pass": PassThrough,
+    "trading_state": TradingStateValidator,
+}
+
+
+class RiskChain:
+    def __init__(self, validators: Sequence[Validator]) -> None:
+        self.validators = list(validators)
+
+    def check_intent(self, intent: OrderIntent, ctx: RiskContext) -> tuple[Decision, OrderIntent]:
+        """Run every validator; returns the final decision and the (possibly resized) intent."""
+        import msgspec
+
+        resized: Decision | None = None
+        for v in self.validators:
+            try:
+                d = v.check(intent, ctx)
+            except Exception as exc:  # noqa: BLE001 - fail closed
+                return reject(getattr(v, "name", type(v).__name__), f"validator raised {type(exc).__name__}: {exc}"), intent
+            if d.action == "reject":
+                return d, intent
+            if d.action == "resize":
+                size = (min(d.size, intent.size) // LOT) * LOT
+                if size <= 0:
+                    return reject(d.validator, f"resized to nothing: {d.reason}"), intent
+                if size < intent.size:
+                    intent = msgspec.structs.replace(intent, size=size)
+                    resized = Decision("resize", d.validator, d.reason, size)
+        return (resized or APPROVE), intent
+
+    def check_plan(
+        self, legs: Sequence[OrderIntent], ctx: RiskContext
+    ) -> tuple[Decision, list[OrderIntent]]:
+        """All legs pass, or the plan is rejected; a resize applies one share count to all legs
+        (the smallest any validator allows), and the resized plan is checked again."""
+        import msgspec
+
+        current = list(legs)
+        last_resize: Decision | None = None
+        for _round in range(3):
+            new_size: int | None = None
+            for leg in current:
+                d, out = self.check_intent(leg, ctx)
+                if d.action == "reject":
+                    return reject(d.validator, f"leg {leg.asset_id[:16]}: {d.reason}"), list(legs)
+                if d.action == "resize" and (new_size is None or out.size < new_size):
+                    new_size = out.size
+                    last_resize = d
+            if new_size is None:
+                if last_resize is None:
+                    return APPROVE, current
+                return Decision("resize", last_resize.validator, last_resize.reason, current[0].size), current
+            current = [msgspec.structs.replace(leg, size=new_size) for leg in current]
+        return reject("chain", "plan resize did not settle on one size"), list(legs)
