@@ -52,7 +52,7 @@ class ExecutorConfig(_C):
 
 
 class RiskConfig(_C):
-    chain: list[str] = ["trading_state"]
+    chain: list[str] = msgspec.field(default_factory=lambda: ["trading_state"])
     validators: dict[str, dict[str, Any]] = {}
 
 

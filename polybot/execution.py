@@ -15,6 +15,7 @@ The kernel calls :meth:`Executor.submit` / :meth:`Executor.cancel` synchronously
 
 from __future__ import annotations
 
+import abc
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +30,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .orders import Order
 
 
-class Executor:
+class Executor(abc.ABC):
     """Base class. ``asynchronous`` executors also implement :meth:`run`."""
 
     name = "executor"
@@ -47,11 +48,13 @@ class Executor:
     def attach(self, kernel: Kernel) -> None:
         self.kernel = kernel
 
+    @abc.abstractmethod
     def submit(self, order: Order) -> None:
-        raise NotImplementedError
+        """Send ``order`` (already journaled and fsynced); must not block."""
 
+    @abc.abstractmethod
     def cancel(self, order: Order) -> None:
-        raise NotImplementedError
+        """Cancel ``order`` (the cancel is already journaled); must not block."""
 
     async def run(self, send: ObjectSendStream[InboundRecord], clock: Clock) -> None:
         """The executor's own task (asynchronous executors)."""

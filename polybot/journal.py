@@ -60,12 +60,13 @@ def text_frame(raw: bytes | str) -> bytes:
 class JournalWriter:
     """Appends lines to a journal file (plain or .gz) with explicit flush and fsync."""
 
-    def __init__(self, path: str | os.PathLike[str], fsync: str = "orders", buffer_size: int = 1 << 16) -> None:
+    def __init__(self, path: str | os.PathLike[str], fsync: str = "orders", buffer_size: int = 1 << 16,
+                 append: bool = True) -> None:  # fmt: skip
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.fsync_policy = fsync
         self.gz = self.path.suffix == ".gz"
-        self._raw: BinaryIO = open(self.path, "ab")  # noqa: SIM115
+        self._raw: BinaryIO = open(self.path, "ab" if append else "wb")  # noqa: SIM115
         self._f: BinaryIO = gzip.GzipFile(fileobj=self._raw, mode="ab") if self.gz else self._raw  # type: ignore[assignment]
         self._buf: list[bytes] = []
         self._buf_bytes = 0

@@ -232,8 +232,13 @@ class Kernel:
         object (encoded here). Never raises for bad input: it is counted and dropped."""
         stats = self.stats
         stats.inputs += 1
-        if self.synthesize_timers:
-            self._fire_due(ts, synthetic=True)
+        if self.synthesize_timers and source != "clock":
+            # what-if replay: a timer due before this input fires first, through a clock tick
+            # that is journaled like a live one (so the output journal replays faithfully)
+            d = self.timers.next_deadline()
+            while d is not None and d <= ts:
+                self.process(max(d, self.clock.now()), "clock", b"{}", journal)
+                d = self.timers.next_deadline()
         ts = self.clock.advance(ts)
         if source in self.drop_sources:
             return
@@ -280,7 +285,7 @@ class Kernel:
             publish(ev)
         stats.events += len(events)
         if source == "clock":
-            self._fire_due(ts, synthetic=False)
+            self._fire_due(ts)
 
     def _resolve(self, source: str) -> Decoder | None:
         dec = None
@@ -308,11 +313,9 @@ class Kernel:
 
     # ============================================================================ timers
 
-    def _fire_due(self, now: int, synthetic: bool) -> None:
-        due = self.timers.pop_due(now)
-        for deadline, owner, name in due:
-            ts = self.clock.advance(deadline) if synthetic else self.clock.now()
-            self.emit(TimerFired(ts=ts, owner=owner, name=name, deadline=deadline))
+    def _fire_due(self, now: int) -> None:
+        for deadline, owner, name in self.timers.pop_due(now):
+            self.emit(TimerFired(ts=now, owner=owner, name=name, deadline=deadline))
 
     def next_deadline(self) -> int | None:
         return self.timers.next_deadline()
@@ -552,11 +555,14 @@ class Kernel:
         if s is None:
             self.drop_input("control", "unknown_strategy", ev.strategy)
             return
-        if s.enabled == ev.enabled:
+        self._set_enabled(s, ev.enabled)
+
+    def _set_enabled(self, s: Strategy, enabled: bool) -> None:
+        if s.enabled == enabled:
             return
-        s.enabled = ev.enabled
+        s.enabled = enabled
         for t, h, k in s._subs:
-            if ev.enabled:
+            if enabled:
                 self.bus.subscribe(t, h, k)
             else:
                 self.bus.unsubscribe(h, t)
@@ -607,7 +613,7 @@ class Kernel:
             if s is None:
                 logger.warning("snapshot has state for strategy {!r}, which is not configured", k)
                 continue
-            s.enabled = sst["enabled"]
+            self._set_enabled(s, sst["enabled"])
             if sst.get("state") is not None:
                 s.restore(sst["state"])
 

@@ -217,7 +217,7 @@ def _dec_hook(typ: type, obj: Any) -> Any:
         if isinstance(obj, str):
             return Units(to_units(obj))
         raise ValueError(f"expected a decimal number, got {type(obj).__name__}")
-    raise NotImplementedError(typ)
+    raise TypeError(f"unsupported param type {typ!r}")
 
 
 def convert_params(cls: type[StrategyParams], table: dict[str, Any]) -> StrategyParams:

@@ -1,0 +1,191 @@
+"""Replay: the same kernel, fed from a recording instead of the sockets.
+
+* **faithful**: a live journal fed back whole, recorded executor responses included: an
+  asynchronous executor (live) is replaced by :class:`RecordedExecutor`, which sends nothing,
+  while a simulated one (null, paper) is recomputed, since its answers are engine events. The engine events the replay produces after each
+  input are compared, byte for byte, with the ones the live run journaled after that input;
+  every difference is a divergence, counted and reported (the first ones in detail).
+* **what-if**: inputs only. Recorded executor responses and engine lines are skipped; the
+  configured simulated executor answers (the paper executor once it exists; ``null`` otherwise);
+  strategies and config may differ from the live run; timers fire when the replay clock passes
+  their deadline.
+
+The file is streamed (constant memory). Output journals are byte-identical across runs and
+processes for the same input, config and code.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, Literal
+
+from loguru import logger
+
+from .config import Config
+from .events import Event, type_name
+from .execution import RecordedExecutor
+from .journal import ENGINE_EVENT, JournalReader, JournalWriter
+from .sources import bare_ts_for
+from .units import from_units
+from .wiring import build_executor, build_kernel
+
+Mode = Literal["faithful", "what-if"]
+
+
+class Divergence(Exception):
+    pass
+
+
+def replay(
+    path: str | os.PathLike[str],
+    cfg: Config,
+    *,
+    mode: Mode = "what-if",
+    strategies: Iterable[str] | None = None,
+    out: str | os.PathLike[str] | None = None,
+    bare_source: str | None = None,
+    progress: bool = False,
+    max_divergences_shown: int = 5,
+    on_kernel: Callable[[Any], None] | None = None,
+) -> dict[str, Any]:
+    """Replay ``path`` and return the summary (see :func:`summarize`)."""
+    path = Path(path)
+    bare = bare_source or cfg.replay.bare_source
+    reader = JournalReader(path, bare_source=bare, bare_ts=bare_ts_for(bare))
+    writer = JournalWriter(out, fsync="never", append=False) if out else None
+    faithful = mode == "faithful"
+    executor: Any = build_executor(cfg)
+    if executor.asynchronous:
+        # its answers are inputs in the journal: faithful replay feeds them back; what-if
+        # replay cannot ask it, so a simulated executor answers instead
+        if faithful:
+            executor = RecordedExecutor(executor.name)
+        else:
+            logger.warning("what-if replay: executor {!r} answers asynchronously; using 'null' instead", executor.name)
+            executor = build_executor(cfg, "null")
+    kernel = build_kernel(cfg, executor=executor, journal=writer, synthesize_timers=not faithful,
+                          only_strategies=strategies)  # fmt: skip
+    counts: dict[type, int] = {}
+
+    def count(ev: Event) -> None:
+        c = ev.__class__
+        counts[c] = counts.get(c, 0) + 1
+
+    kernel.bus.subscribe(Event, count)
+    if on_kernel is not None:
+        on_kernel(kernel)
+    kernel.start()
+
+    divergences: list[dict[str, Any]] = []
+    n_div = 0
+    expected: list[bytes] = []
+    produced: list[bytes] = []
+    if faithful:
+        kernel.engine_sink = produced
+    last_input_line = 0
+    skipped_exec = 0
+    size = path.stat().st_size if path.suffix != ".gz" else 0
+    t0 = time.perf_counter()
+    next_progress = t0 + 2.0
+    process = kernel.process
+
+    def compare() -> None:
+        nonlocal n_div
+        if produced != expected:
+            n_div += 1
+            if len(divergences) < max_divergences_shown:
+                divergences.append({
+                    "after_input_line": last_input_line,
+                    "expected": [e.decode() for e in expected[:4]],
+                    "produced": [p.decode() for p in produced[:4]],
+                })  # fmt: skip
+        produced.clear()
+        expected.clear()
+
+    for kind, ts, source, payload in reader:
+        if kind == ENGINE_EVENT:
+            if faithful:
+                expected.append(payload)
+            continue
+        if faithful:
+            compare()
+            last_input_line = reader.stats.lines
+        elif source.startswith("exec."):
+            skipped_exec += 1
+            continue
+        process(ts, source, payload)
+        if progress and reader.stats.lines & 0x3FF == 0:
+            now = time.perf_counter()
+            if now >= next_progress:
+                next_progress = now + 0.5
+                pct = f" {100 * reader.position / size:5.1f}%" if size else ""
+                sys.stderr.write(f"\rreplay{pct}  {reader.stats.lines:,} lines  {kernel.stats.events / (now - t0):,.0f} events/s ")
+                sys.stderr.flush()
+    if faithful:
+        compare()
+    wall = time.perf_counter() - t0
+    if progress and wall > 2.0:
+        sys.stderr.write("\n")
+    kernel.stop()
+    if writer is not None:
+        writer.close()
+    summary = summarize(kernel, counts, wall, str(path), mode)
+    summary["lines"] = reader.stats.lines
+    summary["read"] = {"inputs": reader.stats.inputs, "engine_lines": reader.stats.engine,
+                       "bare": reader.stats.bare, "torn": reader.stats.torn, "corrupt": reader.stats.corrupt}  # fmt: skip
+    if faithful:
+        summary["divergences"] = n_div
+        summary["divergence_examples"] = divergences
+    else:
+        summary["skipped_executor_responses"] = skipped_exec
+    if out:
+        summary["out"] = str(out)
+    return summary
+
+
+def summarize(kernel: Any, counts: dict[type, int], wall: float, file: str, mode: str) -> dict[str, Any]:
+    st = kernel.stats
+    pf = kernel.portfolio
+    unrealized = 0
+    for aid, p in pf.positions.items():
+        b = kernel.books.get(aid)
+        if p.size and b is not None and b.best_bid:
+            unrealized += p.unrealized(b.best_bid)
+    realized = sum(p.realized for p in pf.positions.values())
+    fees = pf.fees_paid()
+    errors: Counter[str] = Counter()
+    for k, v in st.drop_reasons.items():
+        errors[k] += v
+    if kernel.bus.handler_errors:
+        errors["handler_error"] = kernel.bus.handler_errors
+    if kernel.clock.clamped:
+        errors["clock_clamped"] = kernel.clock.clamped
+    total_events = sum(counts.values())
+    return {
+        "file": file,
+        "mode": mode,
+        "inputs": st.inputs,
+        "events": total_events,
+        "events_by_type": {type_name(c): n for c, n in sorted(counts.items(), key=lambda x: type_name(x[0]))},
+        "wall_s": round(wall, 4),
+        "events_per_s": round(total_events / wall) if wall > 0 else 0,
+        "intents": st.intents,
+        "orders": st.orders,
+        "fills": st.fills,
+        "rejections": st.rejections,
+        "open_orders": len(kernel.orders.open_orders()),
+        "positions": {aid: from_units(p.size) for aid, p in sorted(pf.positions.items()) if p.size},
+        "pnl": {
+            "realized": from_units(realized),
+            "fees": from_units(fees),
+            "unrealized": from_units(unrealized),
+            "net": from_units(realized - fees + unrealized),
+        },
+        "trading_state": kernel.trading_state,
+        "errors": dict(sorted(errors.items())),
+    }
