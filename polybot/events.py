@@ -473,14 +473,14 @@ ALL_EVENT_TYPES: tuple[type[Event], ...] = AnyEvent.__args__  # type: ignore[att
 #: Decodes any event (or a JSON array of events) from JSON bytes.
 DECODER = msgspec.json.Decoder(AnyEvent)
 LIST_DECODER = msgspec.json.Decoder(list[AnyEvent])
-def _enc_hook(obj: Any) -> Any:
+def enc_hook(obj: Any) -> Any:
     if isinstance(obj, int):  # int subclasses such as polybot.strategy.Units
         return int(obj)
     raise TypeError(f"cannot encode {type(obj).__name__}")
 
 
 #: Deterministic encoder (dict keys sorted) for the journal.
-ENCODER = msgspec.json.Encoder(order="deterministic", enc_hook=_enc_hook)
+ENCODER = msgspec.json.Encoder(order="deterministic", enc_hook=enc_hook)
 
 #: Events the kernel writes to the journal as ``{"source": "engine", "event": ...}``: its own
 #: decisions and their consequences. Market data is not re-journaled (its input line is).

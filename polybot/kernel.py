@@ -63,6 +63,7 @@ from .events import (
     TimerFired,
     TradePrint,
     TradingStateChanged,
+    enc_hook,
 )
 from .execution import Executor, NullExecutor
 from .journal import JournalWriter, text_frame
@@ -590,7 +591,7 @@ class Kernel:
             "orders": self.orders.to_state(),
             "exposure": self.exposure.to_state(),
             "strategies": {
-                k: {"enabled": s.enabled, "params": msgspec.to_builtins(s.params), "state": s.snapshot()}
+                k: {"enabled": s.enabled, "params": msgspec.to_builtins(s.params, enc_hook=enc_hook), "state": s.snapshot()}
                 for k, s in sorted(self.strategies.items())
             },
         }

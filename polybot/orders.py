@@ -149,7 +149,9 @@ class OrderStore:
             return None, f"unknown order {ev.client_id!r}"
         new = _EVENT_STATE[type(ev)]
         old = o.state
-        if new != old or new == "partially_filled":
+        # a repeated non-fill event (a second "accepted") is idempotent; a fill always moves money,
+        # so it must be allowed from the current state (no fills on a filled or rejected order).
+        if new != old or isinstance(ev, FillEvent):
             if new not in TRANSITIONS[old]:
                 return o, f"illegal transition {old} -> {new} for {o.client_id}"
         if isinstance(ev, FillEvent):

@@ -18,6 +18,7 @@ from typing import Any
 import msgspec
 from loguru import logger
 
+from .events import enc_hook
 from .execution import RecordedExecutor
 from .journal import ENGINE_EVENT, JournalReader, repair_tail
 from .kernel import Kernel
@@ -35,7 +36,7 @@ class Snapshot(msgspec.Struct):
 def write_snapshot(path: str | os.PathLike[str], kernel: Kernel, journal_file: str, journal_offset: int) -> None:
     p = Path(path)
     tmp = p.with_suffix(p.suffix + ".tmp")
-    data = msgspec.json.encode(Snapshot(journal_file, journal_offset, kernel.stats.inputs, kernel.to_state()))
+    data = msgspec.json.encode(Snapshot(journal_file, journal_offset, kernel.stats.inputs, kernel.to_state()), enc_hook=enc_hook)
     with open(tmp, "wb") as f:
         f.write(data)
         f.flush()

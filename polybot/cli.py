@@ -1,0 +1,280 @@
+"""The ``polybot`` command. Imports are lazy so that ``polybot --help`` answers at once."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+DESCRIPTION = """\
+polybot: an event-driven, replayable trading system for Polymarket.
+
+Every input (market data, executor answers, timers, your commands) is journaled before it is
+processed, so any session can be replayed exactly.
+
+common tasks:
+  polybot run --config config/demo.toml        run the daemon (offline demo)
+  polybot replay FILE --config CFG --json      replay a recording, print a summary
+  polybot replay FILE --mode faithful          check a live journal reproduces exactly
+  polybot halt --config CFG                    halt a running daemon (resume, flatten, ...)
+  polybot strategies                           list installed strategies and their params
+  polybot bench                                measure the engine's speed and memory
+"""
+
+
+def _load_cfg(path: str | None) -> Any:
+    from .config import Config, load_config
+
+    return load_config(path) if path else Config()
+
+
+def _fail(msg: str) -> int:
+    sys.stderr.write(f"polybot: {msg}\n")
+    return 2
+
+
+def cmd_run(a: argparse.Namespace) -> int:
+    from .daemon import run_daemon
+    from .logs import setup_logging
+
+    cfg = _load_cfg(a.config)
+    setup_logging(a.log_level or cfg.logging.level, cfg.logging.json, cfg.logging.file)
+    summary = run_daemon(cfg)
+    sys.stdout.write(_json(summary) + "\n")
+    return 0
+
+
+def cmd_record(a: argparse.Namespace) -> int:
+    from .daemon import run_daemon
+    from .logs import setup_logging
+
+    cfg = _load_cfg(a.config)
+    setup_logging(a.log_level or cfg.logging.level, cfg.logging.json, cfg.logging.file)
+    summary = run_daemon(cfg, record_only=True, journal_path=a.out)
+    sys.stdout.write(_json(summary) + "\n")
+    return 0
+
+
+def cmd_replay(a: argparse.Namespace) -> int:
+    from .logs import setup_logging
+    from .replay import replay
+
+    cfg = _load_cfg(a.config)
+    setup_logging(a.log_level or ("WARNING" if a.json else cfg.logging.level), cfg.logging.json)
+    progress = sys.stderr.isatty() and not a.no_progress
+    s = replay(a.file, cfg, mode=a.mode, strategies=a.strategy or None, out=a.out,
+               bare_source=a.source, progress=progress)  # fmt: skip
+    if a.json:
+        sys.stdout.write(_json(s) + "\n")
+    else:
+        _print_summary(s)
+    return 1 if s.get("divergences") else 0
+
+
+def _print_summary(s: dict[str, Any]) -> None:
+    w = sys.stdout.write
+    w(f"replayed {s['file']} ({s['mode']}): {s['inputs']:,} inputs, {s['events']:,} events "
+      f"in {s['wall_s']:.2f} s ({s['events_per_s']:,} events/s)\n")  # fmt: skip
+    w(f"  intents {s['intents']}, orders {s['orders']}, fills {s['fills']}, rejections {s['rejections']}, "
+      f"open orders {s['open_orders']}, trading {s['trading_state']}\n")  # fmt: skip
+    p = s["pnl"]
+    w(f"  pnl: realized {p['realized']}  fees {p['fees']}  unrealized {p['unrealized']}  net {p['net']}\n")
+    if s["positions"]:
+        w("  positions: " + ", ".join(f"{k[:12]}…={v}" for k, v in s["positions"].items()) + "\n")
+    if s["errors"]:
+        w("  errors: " + ", ".join(f"{k}={v}" for k, v in s["errors"].items()) + "\n")
+    if "divergences" in s:
+        w(f"  divergences from the recorded run: {s['divergences']}\n")
+        for d in s["divergence_examples"]:
+            w(f"    after input line {d['after_input_line']}:\n      expected {d['expected']}\n      produced {d['produced']}\n")
+    w("  events by type: " + ", ".join(f"{k}={v}" for k, v in s["events_by_type"].items()) + "\n")
+
+
+def cmd_state(a: argparse.Namespace) -> int:
+    from .daemon import Daemon
+    from .logs import setup_logging
+
+    cfg = _load_cfg(a.config)
+    setup_logging(a.log_level or "WARNING")
+    d = Daemon(cfg)
+    d.kernel.start()
+    from .recovery import recover
+
+    recover(d.kernel, d.journal_path, d.snapshot_path, cfg.replay.bare_source)
+    sys.stdout.write(_json(d.kernel.summary_state()) + "\n")
+    return 0
+
+
+def cmd_control(a: argparse.Namespace) -> int:
+    from .daemon import send_control
+
+    cfg = _load_cfg(a.config)
+    cmd: dict[str, Any] = {"type": a.command.replace("-", "_"), "origin": "cli", "reason": a.reason or ""}
+    if a.command == "flatten" and a.max_slippage:
+        from .units import to_units
+
+        cmd["max_slippage"] = to_units(a.max_slippage)
+    if a.command in ("enable", "disable"):
+        cmd = {"type": "enable_strategy", "strategy": a.strategy, "enabled": a.command == "enable",
+               "origin": "cli", "reason": a.reason or ""}  # fmt: skip
+    path = send_control(cfg, cmd)
+    sys.stdout.write(f"sent {cmd['type']} to the daemon's inbox {path}\n")
+    return 0
+
+
+def cmd_strategies(a: argparse.Namespace) -> int:
+    import msgspec
+
+    from .strategy import installed_strategies, load_strategy_class
+
+    out = {}
+    for name, ref in sorted(installed_strategies().items()):
+        try:
+            cls = load_strategy_class(name)
+        except Exception as exc:  # noqa: BLE001
+            out[name] = {"class": ref, "error": str(exc)}
+            continue
+        params = {}
+        for f in msgspec.structs.fields(cls.Params):
+            default = f.default if f.default is not msgspec.NODEFAULT else None
+            params[f.name] = {"type": getattr(f.type, "__name__", str(f.type)),
+                              "default": _fmt_default(f.type, default), "required": f.required}  # fmt: skip
+        out[name] = {"class": ref, "doc": (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else "", "params": params}
+    if a.json:
+        sys.stdout.write(_json(out) + "\n")
+        return 0
+    for name, info in out.items():
+        sys.stdout.write(f"{name}  ({info['class']})\n")
+        if info.get("doc"):
+            sys.stdout.write(f"    {info['doc']}\n")
+        for pn, p in info.get("params", {}).items():
+            req = "required" if p["required"] else f"default {p['default']!r}"
+            sys.stdout.write(f"    {pn}: {p['type']}  ({req})\n")
+    return 0
+
+
+def _fmt_default(typ: Any, v: Any) -> Any:
+    from .strategy import Units
+    from .units import from_units
+
+    if typ is Units and isinstance(v, int):
+        return from_units(v)
+    return v
+
+
+def cmd_bench(a: argparse.Namespace) -> int:
+    from .bench import run_bench
+
+    return run_bench(json_out=a.json, quick=a.quick)
+
+
+def cmd_synth(a: argparse.Namespace) -> int:
+    from .synthetic import binary_market_stream, write_stream
+
+    n = write_stream(a.out, binary_market_stream(a.n, a.seed))
+    sys.stdout.write(f"wrote {n} inputs to {a.out}\n")
+    return 0
+
+
+def cmd_version(a: argparse.Namespace) -> int:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        v = version("polybot")
+    except PackageNotFoundError:
+        v = "unknown (not installed)"
+    sys.stdout.write(f"polybot {v}\n")
+    return 0
+
+
+def _json(obj: Any) -> str:
+    import msgspec
+
+    return msgspec.json.encode(obj).decode()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="polybot", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--log-level", help="TRACE, DEBUG, INFO, WARNING, ERROR (default: from config)")
+    sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
+
+    r = sub.add_parser("run", help="run the daemon from a config file")
+    r.add_argument("--config", required=True, help="TOML config (see config/demo.toml)")
+    r.set_defaults(fn=cmd_run)
+
+    rp = sub.add_parser("replay", help="replay a recording or journal through the engine",
+                        description="Replay a recording (journal envelopes or bare frames, .gz ok).")  # fmt: skip
+    rp.add_argument("file", help="recording: .jsonl or .jsonl.gz")
+    rp.add_argument("--config", help="TOML config: strategies, risk, executor (default: none)")
+    rp.add_argument("--strategy", action="append", metavar="NAME",
+                    help="run only this strategy instance from the config, or a registered strategy by name with default params (repeatable)")  # fmt: skip
+    rp.add_argument("--mode", choices=["faithful", "what-if"], default="what-if",
+                    help="faithful: reproduce a live journal exactly, recorded executor answers included; what-if (default): inputs only, simulated fills")  # fmt: skip
+    rp.add_argument("--out", help="write the replay's own journal here")
+    rp.add_argument("--json", action="store_true", help="end with one JSON line summarising the run")
+    rp.add_argument("--source", help="source name of bare-frame lines (default: config replay.bare_source)")
+    rp.add_argument("--no-progress", action="store_true", help="no progress line on a terminal")
+    rp.set_defaults(fn=cmd_replay)
+
+    rc = sub.add_parser("record", help="record the configured feeds to a journal (no strategies)")
+    rc.add_argument("--config", required=True)
+    rc.add_argument("--out", required=True, help="journal file to write (.jsonl or .jsonl.gz)")
+    rc.set_defaults(fn=cmd_record)
+
+    st = sub.add_parser("state", help="print the state a restart would recover (positions, orders, risk state)")
+    st.add_argument("--config", required=True)
+    st.set_defaults(fn=cmd_state)
+
+    for name, helptext in (("halt", "stop all new orders"), ("resume", "return to active trading"),
+                           ("reduce", "only orders that shrink positions"), ("flatten", "cancel all, then close every position"),
+                           ("cancel-all", "cancel every open order"), ("enable", "enable a strategy"),
+                           ("disable", "disable a strategy")):  # fmt: skip
+        c = sub.add_parser(name, help=f"control a running daemon: {helptext}")
+        c.add_argument("--config", required=True)
+        c.add_argument("--reason", default="")
+        if name == "flatten":
+            c.add_argument("--max-slippage", help="price slippage cap, e.g. 0.02")
+        if name in ("enable", "disable"):
+            c.add_argument("strategy", help="strategy instance name")
+        c.set_defaults(fn=cmd_control, command=name)
+
+    ss = sub.add_parser("strategies", help="list installed strategies with their params and defaults")
+    ss.add_argument("--json", action="store_true")
+    ss.set_defaults(fn=cmd_strategies)
+
+    b = sub.add_parser("bench", help="benchmark the engine (events/s, latency, memory)")
+    b.add_argument("--json", action="store_true", help="end with one JSON object of all figures")
+    b.add_argument("--quick", action="store_true", help="smaller workloads")
+    b.set_defaults(fn=cmd_bench)
+
+    sy = sub.add_parser("synth", help="write a seeded synthetic recording (one binary market)")
+    sy.add_argument("out")
+    sy.add_argument("--n", type=int, default=3000)
+    sy.add_argument("--seed", type=int, default=7)
+    sy.set_defaults(fn=cmd_synth)
+
+    v = sub.add_parser("version", help="print the version")
+    v.set_defaults(fn=cmd_version)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    if not getattr(a, "fn", None):
+        parser.print_help()
+        return 0
+    from .config import ConfigError
+
+    try:
+        return int(a.fn(a) or 0)
+    except ConfigError as exc:
+        return _fail(str(exc))
+    except FileNotFoundError as exc:
+        return _fail(f"{exc.filename}: no such file")
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

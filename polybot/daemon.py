@@ -1,0 +1,273 @@
+"""The daemon: wires feeds, strategies, the risk chain and the executor from config and runs them
+under one anyio task group.
+
+Tasks: one per feed (I/O), the executor's own task (asynchronous executors), the timer task
+(sends a ``clock`` tick when the earliest timer is due), the control-inbox watcher (``polybot
+halt`` etc. append to ``<data_dir>/control.jsonl``), a periodic journal flusher, a status logger,
+and the consumer, which takes inbound records one at a time from the bounded stream and hands them
+to the kernel (the one door). SIGINT/SIGTERM (or every feed finishing) starts a clean shutdown:
+feeds stop, open orders are cancelled or left per ``engine.on_shutdown``, in-flight executor
+requests drain, a final snapshot is written and the journal is flushed and fsynced.
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import Any
+
+import anyio
+import msgspec
+from anyio.abc import ObjectReceiveStream, ObjectSendStream
+from loguru import logger
+
+from .clock import LiveClock
+from .config import Config, ConfigError, describe_validation_error
+from .feeds import Feed
+from .journal import JournalWriter
+from .kernel import InboundRecord, Kernel
+from .recovery import SNAPSHOT_FILE, recover, write_snapshot
+from .strategy import convert_params
+from .units import from_units
+from .wiring import _by_name, build_executor, build_kernel
+
+CONTROL_INBOX = "control.jsonl"
+_SHUTDOWN = "__shutdown__"
+
+
+def build_feeds(cfg: Config) -> list[Feed]:
+    feeds: list[Feed] = []
+    file = cfg.source_path or "<config>"
+    for i, fc in enumerate(cfg.feeds):
+        where = f"feeds[{i}]"
+        try:
+            cls = _by_name("polybot.adapters", fc.kind)
+        except (LookupError, ImportError, ValueError, AttributeError) as exc:
+            raise ConfigError(f"{file}: {where}.kind: {exc}") from None
+        try:
+            params = convert_params(cls.Params, fc.params)
+        except msgspec.ValidationError as exc:
+            raise ConfigError(describe_validation_error(exc, file, f"{where}.params")) from None
+        feeds.append(cls(fc.name or f"{fc.kind}-{i}", params))
+    return feeds
+
+
+class Daemon:
+    def __init__(self, cfg: Config, *, record_only: bool = False, journal_path: str | None = None) -> None:
+        self.cfg = cfg
+        self.clock = LiveClock()
+        self.data_dir = Path(cfg.engine.data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.journal_path = Path(journal_path) if journal_path else self.data_dir / cfg.engine.journal_file
+        self.snapshot_path = self.data_dir / SNAPSHOT_FILE
+        self.feeds = build_feeds(cfg)
+        self.executor = build_executor(cfg)
+        self.record_only = record_only
+        self.kernel: Kernel = build_kernel(cfg, executor=self.executor, only_strategies=[] if record_only else None)
+        self.inputs_since_snapshot = 0
+        self._timers_changed = anyio.Event()
+        self._consumer_done = anyio.Event()
+        self.recovered: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------------------ setup
+
+    def prepare(self) -> None:
+        """Start strategies, rebuild state from snapshot + journal, attach the journal."""
+        k = self.kernel
+        k.start()
+        if self.cfg.engine.recover and not self.record_only:
+            self.recovered = recover(k, self.journal_path, self.snapshot_path, self.cfg.replay.bare_source)
+        if self.cfg.engine.journal:
+            k.journal = JournalWriter(self.journal_path, fsync=self.cfg.engine.fsync)
+        k.timers.on_change.append(lambda _d: self._timers_changed.set())
+
+    def snapshot(self) -> None:
+        k = self.kernel
+        if k.journal is None or self.record_only:
+            return
+        self.inputs_since_snapshot = 0
+        try:
+            write_snapshot(self.snapshot_path, k, self.journal_path.name, k.journal.offset())
+        except Exception:  # noqa: BLE001 - the journal still has everything; recovery is slower
+            logger.exception("state snapshot failed; recovery will replay more of the journal")
+
+    # ------------------------------------------------------------------------------ tasks
+
+    async def _consume(self, recv: ObjectReceiveStream[InboundRecord]) -> None:
+        k = self.kernel
+        every = self.cfg.engine.snapshot_every
+        async with recv:
+            async for rec in recv:
+                if rec.source == _SHUTDOWN:
+                    self._consumer_done.set()
+                    return
+                try:
+                    k.process(rec.ts, rec.source, rec.msg)
+                except Exception:  # noqa: BLE001 - a kernel bug must not lose the journal
+                    logger.exception("kernel failed on an input from {}; continuing", rec.source)
+                if rec.source == "clock":
+                    self._timers_changed.set()
+                self.inputs_since_snapshot += 1
+                if self.inputs_since_snapshot >= every:
+                    self.snapshot()
+
+    async def _timer_task(self, send: ObjectSendStream[InboundRecord]) -> None:
+        k = self.kernel
+        async with send:
+            sent_for: int | None = None
+            while True:
+                d = k.next_deadline()
+                now = self.clock.now()
+                if d is not None and d <= now and d != sent_for:
+                    sent_for = d
+                    await send.send(InboundRecord(now, "clock", b"{}"))
+                    continue
+                wait = 0.25 if d is None or d == sent_for else min(0.25, max(0.0, (d - now) / 1e9))
+                self._timers_changed = anyio.Event()
+                with anyio.move_on_after(wait):
+                    await self._timers_changed.wait()
+                if k.next_deadline() != sent_for:
+                    sent_for = None
+
+    async def _control_inbox(self, send: ObjectSendStream[InboundRecord]) -> None:
+        """Tail ``<data_dir>/control.jsonl``: each new line is a control command."""
+        path = self.data_dir / CONTROL_INBOX
+        pos = path.stat().st_size if path.exists() else 0
+        async with send:
+            while True:
+                await anyio.sleep(0.2)
+                if not path.exists():
+                    pos = 0
+                    continue
+                size = path.stat().st_size
+                if size < pos:
+                    pos = 0
+                if size == pos:
+                    continue
+                with open(path, "rb") as f:
+                    f.seek(pos)
+                    data = f.read()
+                end = data.rfind(b"\n") + 1
+                pos += end
+                for line in data[:end].splitlines():
+                    if line.strip():
+                        await send.send(InboundRecord(self.clock.now(), "control", line.strip()))
+
+    async def _flusher(self) -> None:
+        interval = self.cfg.engine.flush_interval_ms / 1000
+        while True:
+            await anyio.sleep(interval)
+            if self.kernel.journal is not None:
+                self.kernel.journal.flush()
+
+    async def _status(self) -> None:
+        interval = self.cfg.logging.status_interval_s
+        if interval <= 0:
+            return
+        last = 0
+        while True:
+            await anyio.sleep(interval)
+            last = self.log_status(last, interval)
+
+    def log_status(self, last_inputs: int = 0, interval: float = 0.0) -> int:
+        k = self.kernel
+        st = k.stats
+        rate = f" {(st.inputs - last_inputs) / interval:,.0f} inputs/s" if interval else ""
+        tops = []
+        for aid, b in list(k.books.items())[:4]:
+            tops.append(f"{aid[:10]}… {from_units(b.best_bid) if b.best_bid else '-'}/{from_units(b.best_ask) if b.best_ask else '-'}"
+                        f"{'' if b.healthy else ' UNHEALTHY'}")  # fmt: skip
+        pf = k.portfolio
+        logger.info(
+            "status: {} inputs{} | {} | books: {} | orders {} open, {} fills | realized {} fees {} | drops {}",
+            st.inputs, rate, k.trading_state, "; ".join(tops) or "none", len(k.orders.open_orders()), st.fills,
+            from_units(sum(p.realized for p in pf.positions.values())), from_units(pf.fees_paid()), st.dropped,
+        )  # fmt: skip
+        return st.inputs
+
+    async def _run_feed(self, feed: Feed, send: ObjectSendStream[InboundRecord]) -> None:
+        try:
+            await feed.run(send, self.clock)
+        except Exception:  # noqa: BLE001 - one broken feed must not take the daemon down
+            logger.exception("feed {} failed; it is stopped, the others keep running", feed.name)
+
+    async def _signals(self, scope: anyio.CancelScope) -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as sigs:
+            async for sig in sigs:
+                logger.warning("received {}, shutting down", signal.Signals(sig).name)
+                scope.cancel()
+                return
+
+    # ------------------------------------------------------------------------------ main
+
+    async def run(self) -> dict[str, Any]:
+        self.prepare()
+        k = self.kernel
+        send, recv = anyio.create_memory_object_stream[InboundRecord](self.cfg.engine.queue_size)
+        logger.info("polybot daemon: {} feed(s), {} strateg(ies), executor {}, journal {}",
+                    len(self.feeds), len(k.strategies), self.executor.name, self.journal_path)  # fmt: skip
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._consume, recv)
+            if self.executor.asynchronous:
+                tg.start_soon(self.executor.run, send.clone(), self.clock)
+            tg.start_soon(self._timer_task, send.clone())
+            tg.start_soon(self._control_inbox, send.clone())
+            tg.start_soon(self._flusher)
+            tg.start_soon(self._status)
+            async with anyio.create_task_group() as feeds_tg:
+                feeds_tg.start_soon(self._signals, feeds_tg.cancel_scope)
+                async with anyio.create_task_group() as inner:
+                    for f in self.feeds:
+                        inner.start_soon(self._run_feed, f, send.clone())
+                feeds_tg.cancel_scope.cancel()  # every feed is done: stop the signal watcher
+            with anyio.CancelScope(shield=True):
+                await self._shutdown(send)
+            tg.cancel_scope.cancel()
+        return self.finish()
+
+    async def _shutdown(self, send: ObjectSendStream[InboundRecord]) -> None:
+        k = self.kernel
+        if self.cfg.engine.on_shutdown == "cancel" and k.orders.open_orders():
+            await send.send(InboundRecord(self.clock.now(), "control",
+                                          b'{"type":"cancel_all","origin":"shutdown","reason":"shutdown"}'))  # fmt: skip
+        with anyio.move_on_after(5.0):
+            while not self.executor.idle():
+                await anyio.sleep(0.01)
+            await anyio.sleep(0.05)  # let the last answers reach the stream
+        # the sentinel queues behind every record already sent: when the consumer reaches it,
+        # everything before it has been journaled and processed
+        await send.send(InboundRecord(self.clock.now(), _SHUTDOWN, b""))
+        await self._consumer_done.wait()
+
+    def finish(self) -> dict[str, Any]:
+        k = self.kernel
+        k.stop()
+        self.snapshot()
+        if k.journal is not None:
+            k.journal.close()
+        self.log_status()
+        st = k.stats
+        return {"inputs": st.inputs, "intents": st.intents, "orders": st.orders, "fills": st.fills,
+                "open_orders": len(k.orders.open_orders()), "dropped": st.dropped,
+                "journal": str(self.journal_path) if k.journal is not None else None}  # fmt: skip
+
+
+def run_daemon(cfg: Config, **kw: Any) -> dict[str, Any]:
+    d = Daemon(cfg, **kw)
+    return anyio.run(d.run)
+
+
+def send_control(cfg: Config, command: dict[str, Any]) -> Path:
+    """Append a control command for a running daemon (``polybot halt`` and friends)."""
+    from .events import DECODER, ControlEvent, ENCODER
+
+    line = ENCODER.encode(command)
+    ev = DECODER.decode(line)
+    if not isinstance(ev, ControlEvent):
+        raise ValueError(f"not a control command: {command!r}")
+    path = Path(cfg.engine.data_dir) / CONTROL_INBOX
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "ab") as f:
+        f.write(line + b"\n")
+    return path
+
