@@ -127,6 +127,11 @@ def load_config(path: str | os.PathLike[str]) -> Config:
 def parse_config(data: dict[str, Any], file: str = "<config>") -> Config:
     if "source_path" in data:
         raise ConfigError(f"{file}: source_path: unknown key")
+    strategies = data.get("strategies")
+    if isinstance(strategies, dict):  # msgspec would only say "strategies[...]": name the table
+        for name, table in strategies.items():
+            if not isinstance(table, dict):
+                raise ConfigError(f"{file}: strategies.{name}: expected a table, got {type(table).__name__}")
     try:
         cfg = msgspec.convert(data, Config)
     except msgspec.ValidationError as exc:

@@ -104,7 +104,7 @@ def worst_case(intent: OrderIntent, held: int) -> int:
     if intent.side == "BUY":
         return -((-intent.price * intent.size) // SCALE)
     uncovered = max(0, intent.size - max(0, held))
-    return (SCALE - intent.price) * uncovered // SCALE
+    return -((-(SCALE - intent.price) * uncovered) // SCALE)  # rounded up, like the BUY side
 
 
 class Exposure:
@@ -222,6 +222,7 @@ class RiskChain:
         last_resize: Decision | None = None
         for _round in range(3):
             new_size: int | None = None
+            smallest = min((leg.size for leg in current), default=0)  # a resize never grows a leg
             for leg in current:
                 d, out = self.check_intent(leg, ctx)
                 if d.action == "reject":
@@ -229,6 +230,8 @@ class RiskChain:
                 if d.action == "resize" and (new_size is None or out.size < new_size):
                     new_size = out.size
                     last_resize = d
+            if new_size is not None:
+                new_size = min(new_size, smallest)
             if new_size is None:
                 if last_resize is None:
                     return APPROVE, current

@@ -1,0 +1,199 @@
+"""``polybot bench``: the engine's own speed and memory figures.
+
+Measured here (later issues add the market-data standard stream):
+
+* bus publish -> dispatch with 1 handler, with 10 handlers, and key-routed (10 assets, one keyed
+  handler each), FIFO queue and error isolation in place;
+* journal write rate (lines/s, MB/s) and read rate (lines/s) of a generated journal;
+* kernel replay of a synthetic binary-market stream (decode -> bus -> book -> strategy -> risk),
+  inputs/s and per-input latency percentiles;
+* replay memory: peak traced allocation while streaming a 10x longer file (constant memory);
+* ``polybot --help`` wall time; peak RSS of the process.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+
+def _bus_rate(n: int, handlers: int, keyed: bool) -> float:
+    from .bus import Bus
+    from .events import BookDelta
+
+    bus = Bus()
+    counter = [0]
+
+    def h(ev: Any) -> None:
+        counter[0] += 1
+
+    assets = [f"asset-{i}" for i in range(10)]
+    if keyed:
+        for a in assets:
+            bus.subscribe(BookDelta, h, key=a)
+    else:
+        for _ in range(handlers):
+            bus.subscribe(BookDelta, h)
+    evs = [BookDelta(asset_id=assets[i % 10], side="BID", price=500_000, size=i) for i in range(1000)]
+    reps = max(1, n // len(evs))
+    pub = bus.publish
+    gc.disable()
+    try:
+        t = time.perf_counter()
+        for _ in range(reps):
+            for e in evs:
+                pub(e)
+        dt = time.perf_counter() - t
+    finally:
+        gc.enable()
+    return reps * len(evs) / dt
+
+
+def _journal(path: Path, n: int) -> tuple[float, float, float]:
+    from .journal import JournalReader, JournalWriter
+
+    msg = (b'{"market":"0x2aaeb40ad2a1ad262d75d5c52bff1a9f801fb72e65774343729fe103ee9fa308","price_changes":'
+           b'[{"asset_id":"40113202025193181740822500498877260546965498642740503547096491847887927548587",'
+           b'"price":"0.46","size":"918.34","side":"BUY","hash":"c8dc1ac179ac0e493132cfed6b68438c2d20cf1b",'
+           b'"best_bid":"0.5","best_ask":"0.51"}],"timestamp":"1790766981628","event_type":"price_change"}')  # fmt: skip
+    w = JournalWriter(path, fsync="never", append=False)
+    t = time.perf_counter()
+    ts = 1_790_766_981_628_000_000
+    for i in range(n):
+        w.write_input(ts + i, "polymarket.market", msg)
+    w.close()
+    dt_w = time.perf_counter() - t
+    size_mb = path.stat().st_size / 1e6
+    t = time.perf_counter()
+    count = 0
+    for _ in JournalReader(path):
+        count += 1
+    dt_r = time.perf_counter() - t
+    assert count == n
+    return n / dt_w, size_mb / dt_w, n / dt_r
+
+
+def _replay_rate(path: Path) -> dict[str, float]:
+    from .config import parse_config
+    from .journal import ENGINE_EVENT, JournalReader
+    from .wiring import build_kernel
+
+    cfg = parse_config({"strategies": {"dip": {"class": "example_buy_below", "max_price": "0.49", "take_profit": "0.52"}}})
+    k = build_kernel(cfg, synthesize_timers=True)
+    k.start()
+    records = [(ts, s, m) for kind, ts, s, m in JournalReader(path) if kind != ENGINE_EVENT]
+    lat = []
+    pc = time.perf_counter_ns
+    process = k.process
+    gc.disable()
+    try:
+        t0 = time.perf_counter()
+        for ts, s, m in records:
+            t = pc()
+            process(ts, s, m)
+            lat.append(pc() - t)
+        dt = time.perf_counter() - t0
+    finally:
+        gc.enable()
+    lat.sort()
+    return {
+        "kernel_inputs_per_s": len(records) / dt,
+        "kernel_events_per_s": k.stats.events / dt,
+        "kernel_p50_us": lat[len(lat) // 2] / 1000,
+        "kernel_p99_us": lat[int(len(lat) * 0.99)] / 1000,
+        "kernel_intents": k.stats.intents,
+    }
+
+
+def _read_peak_mb(path: Path) -> float:
+    from .journal import JournalReader
+
+    tracemalloc.start()
+    for _ in JournalReader(path):
+        pass
+    _cur, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return peak / 1e6
+
+
+def _help_seconds() -> float:
+    exe = Path(sys.executable).parent / "polybot"
+    cmd = [str(exe), "--help"] if exe.exists() else [sys.executable, "-m", "polybot.cli", "--help"]
+    best = float("inf")
+    for _ in range(5):
+        t = time.perf_counter()
+        subprocess.run(cmd, stdout=subprocess.DEVNULL, check=True)
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def collect(quick: bool = False) -> dict[str, Any]:
+    from .synthetic import binary_market_stream, write_stream
+
+    n_bus = 300_000 if quick else 2_000_000
+    n_journal = 100_000 if quick else 500_000
+    figs: dict[str, Any] = {}
+    figs["bus_dispatch_1_handler_per_s"] = _bus_rate(n_bus, 1, False)
+    figs["bus_dispatch_10_handlers_events_per_s"] = _bus_rate(n_bus // 4, 10, False)
+    figs["bus_dispatch_keyed_10_assets_per_s"] = _bus_rate(n_bus, 10, True)
+    with tempfile.TemporaryDirectory() as d:
+        jp = Path(d) / "bench.jsonl"
+        w_lines, w_mb, r_lines = _journal(jp, n_journal)
+        figs["journal_write_lines_per_s"] = w_lines
+        figs["journal_write_mb_per_s"] = w_mb
+        figs["journal_read_lines_per_s"] = r_lines
+        small = Path(d) / "small.jsonl"
+        big = Path(d) / "big.jsonl"
+        n_small = 2_000 if quick else 10_000
+        write_stream(str(small), binary_market_stream(n_small, seed=1))
+        write_stream(str(big), binary_market_stream(n_small * 10, seed=1))
+        figs.update(_replay_rate(small))
+        figs["replay_read_peak_mb_small"] = _read_peak_mb(small)
+        figs["replay_read_peak_mb_10x"] = _read_peak_mb(big)
+    figs["cli_help_s"] = _help_seconds()
+    figs["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    figs["python"] = sys.version.split()[0]
+    figs["cpus"] = os.cpu_count()
+    return figs
+
+
+ROWS = [
+    ("bus_dispatch_1_handler_per_s", "bus publish->dispatch, 1 handler", "events/s", "{:,.0f}"),
+    ("bus_dispatch_10_handlers_events_per_s", "bus publish->dispatch, 10 handlers", "events/s", "{:,.0f}"),
+    ("bus_dispatch_keyed_10_assets_per_s", "bus key-routed (10 assets, 1 handler each)", "events/s", "{:,.0f}"),
+    ("journal_write_lines_per_s", "journal write", "lines/s", "{:,.0f}"),
+    ("journal_write_mb_per_s", "journal write", "MB/s", "{:,.1f}"),
+    ("journal_read_lines_per_s", "journal read (replay reader)", "lines/s", "{:,.0f}"),
+    ("kernel_inputs_per_s", "kernel replay, synthetic market + example strategy", "inputs/s", "{:,.0f}"),
+    ("kernel_events_per_s", "kernel replay, same run", "events/s", "{:,.0f}"),
+    ("kernel_p50_us", "kernel per-input latency p50", "us", "{:.2f}"),
+    ("kernel_p99_us", "kernel per-input latency p99", "us", "{:.2f}"),
+    ("replay_read_peak_mb_small", "replay read, peak traced memory (1x file)", "MB", "{:.2f}"),
+    ("replay_read_peak_mb_10x", "replay read, peak traced memory (10x file)", "MB", "{:.2f}"),
+    ("cli_help_s", "polybot --help wall time (best of 5)", "s", "{:.3f}"),
+    ("peak_rss_mb", "peak RSS of the bench process", "MB", "{:.1f}"),
+]
+
+
+def run_bench(json_out: bool = False, quick: bool = False) -> int:
+    from .logs import setup_logging
+
+    setup_logging("WARNING")
+    figs = collect(quick)
+    w = sys.stdout.write
+    w(f"polybot bench (python {figs['python']}, {figs['cpus']} cpus{', quick' if quick else ''})\n")
+    for key, label, unit, fmt in ROWS:
+        w(f"  {label:<52} {fmt.format(figs[key]):>14} {unit}\n")
+    if json_out:
+        w(msgspec.json.encode({k: (round(v, 3) if isinstance(v, float) else v) for k, v in figs.items()}).decode() + "\n")
+    return 0
