@@ -49,7 +49,7 @@ class OrderBook:
 
     def set_bid(self, price: int, size: int) -> None:
         bids = self.bids
-        if size:
+        if size > 0:  # like replace(): a size <= 0 is no level
             bids[price] = size
             if price > self.best_bid:
                 self.best_bid = price
@@ -60,7 +60,7 @@ class OrderBook:
 
     def set_ask(self, price: int, size: int) -> None:
         asks = self.asks
-        if size:
+        if size > 0:
             asks[price] = size
             if not self.best_ask or price < self.best_ask:
                 self.best_ask = price

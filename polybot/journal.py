@@ -41,13 +41,20 @@ class Envelope(msgspec.Struct):
 
 
 _ENV_DECODER = msgspec.json.Decoder(Envelope)
-_ANY_DECODER = msgspec.json.Decoder()
+_RAW_DECODER = msgspec.json.Decoder(msgspec.Raw)  # validates without building objects
 
 
 def check_source(name: str) -> str:
     if not _SOURCE_RE.fullmatch(name) or name == ENGINE:
         raise ValueError(f"invalid source name {name!r}")
     return name
+
+
+def one_line(msg: bytes) -> bytes:
+    """A JSON frame with raw line breaks (pretty-printed, or Polymarket's dump with its trailing
+    newline) on one line: outside strings a line break is only whitespace, and inside a JSON
+    string it cannot appear unescaped, so replacing it by a space keeps the frame's meaning."""
+    return msg.strip().replace(b"\r\n", b" ").replace(b"\n", b" ").replace(b"\r", b" ")
 
 
 def text_frame(raw: bytes | str) -> bytes:
@@ -83,6 +90,8 @@ class JournalWriter:
         return p
 
     def write_input(self, ts: int, source: str, msg: bytes) -> None:
+        if b"\n" in msg or b"\r" in msg:
+            msg = one_line(msg)
         line = b'{"ts":' + str(ts).encode() + self._source_prefix(source)[1:] + msg + b"}\n"
         self._append(line)
 
@@ -216,18 +225,31 @@ class JournalReader:
         bare_source = self.bare_source
         bare_ts = self.bare_ts
         with open_read(self.path) as f:
-            if self.offset:
-                f.seek(self.offset)
             pos = self.offset
+            if pos:
+                f.seek(pos - 1)
+                if f.read(1) != b"\n":  # inside a line: resume at the next one
+                    skipped = f.readline()
+                    pos += len(skipped)
+                    logger.warning("{}: offset {} is inside a line; resuming at {}", self.path, self.offset, pos)
             prev: bytes | None = None
-            for line in f:
+            lines = iter(f)
+            while True:
+                try:
+                    line = next(lines)
+                except StopIteration:
+                    break
+                except (EOFError, OSError) as exc:  # a .gz cut short by a crash
+                    logger.warning("{}: the file ends abruptly ({}); the rest is lost", self.path, exc)
+                    st.torn += 1
+                    break
                 # we look one line ahead so that the last line can be judged torn or not
                 if prev is not None:
                     out = self._one(prev, False, env_decode, kind_known, last_ts, bare_source, bare_ts)
                     pos += len(prev)
                     self.position = pos
                     if out is not None:
-                        kind_known = out[4]
+                        kind_known = out[4] or kind_known
                         last_ts = out[1]
                         yield out[0], out[1], out[2], out[3]
                 prev = line
@@ -263,21 +285,24 @@ class JournalReader:
                 st.torn += 1
                 logger.warning("{}: skipped a torn last line ({} bytes)", self.path, len(line))
                 return None
-            if kind_known == "envelope":
+            if kind_known == "envelope" or (kind_known is None and body[:6] == b'{"ts":'):
                 st.corrupt += 1
                 if st.corrupt <= 5:
                     logger.warning("{}: skipped a corrupt line {} ({!r:.80})", self.path, st.lines, body)
                 return None
         # a bare frame: JSON kept as is; anything else becomes a JSON string (never lost)
-        if torn:
-            try:
-                _ANY_DECODER.decode(body)
-            except msgspec.DecodeError:
-                st.torn += 1
-                logger.warning("{}: skipped a torn last line ({} bytes)", self.path, len(line))
-                return None
-        msg = body if body[:1] in (b"{", b"[", b'"') else text_frame(body)
+        try:
+            _RAW_DECODER.decode(body)
+            is_json = True
+        except msgspec.DecodeError:
+            is_json = False
+        if not is_json and torn:
+            st.torn += 1
+            logger.warning("{}: skipped a torn last line ({} bytes)", self.path, len(line))
+            return None
+        msg = body if is_json else text_frame(body)
         ts = bare_ts(msg) if bare_ts is not None else None
         st.bare += 1
         st.inputs += 1
-        return INPUT, (last_ts if ts is None else ts), bare_source, msg, "bare"
+        # only a JSON line that is not an envelope says "this is a file of bare frames"
+        return INPUT, (last_ts if ts is None else ts), bare_source, msg, ("bare" if is_json else None)

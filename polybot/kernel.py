@@ -66,7 +66,7 @@ from .events import (
     enc_hook,
 )
 from .execution import Executor, NullExecutor
-from .journal import JournalWriter, text_frame
+from .journal import JournalWriter, one_line, text_frame
 from .orders import OrderStore
 from .portfolio import Portfolio
 from .risk import LOT, Decision, Exposure, RiskChain, RiskContext, TradingStateValidator, reject, worst_case
@@ -246,6 +246,8 @@ class Kernel:
         if msg.__class__ is not bytes:
             # a text frame is its UTF-8 bytes; any other object is encoded to JSON
             msg = msg.encode() if isinstance(msg, str) else ENCODER.encode(msg)
+        if b"\n" in msg or b"\r" in msg:
+            msg = one_line(msg)  # one input, one journal line; decoded in the same form
         red = self.redactions.get(source) if self.redactions else None
         if red:
             for secret, alias in red:
@@ -351,19 +353,18 @@ class Kernel:
             plan = msgspec.structs.replace(intent, ts=now, strategy=strategy, plan_id=plan_id, legs=tuple(legs))
             self.stats.intents += len(legs)
             self.emit(plan)
-            ctx = RiskContext(self, strategy)
-            if not legs:
-                decision, final = reject("kernel", "empty plan"), legs
+            bad = next((r for r in map(_sanity, legs) if r), "") if legs else "empty plan"
+            if bad:
+                decision, final = reject("kernel", bad), legs
             else:
-                decision, final = self.risk.check_plan(legs, ctx)
+                decision, final = self.risk.check_plan(legs, RiskContext(self, strategy))
             return self._decided(strategy, decision, final, legs, plan_id)
         intent = msgspec.structs.replace(intent, ts=now, strategy=strategy, client_id=self._next_client_id())
         self.stats.intents += 1
         self.emit(intent)
-        if intent.size <= 0 or intent.price <= 0:
-            decision, out = reject("kernel", f"size and price must be positive (size={intent.size}, price={intent.price})"), intent
-        elif intent.size % LOT:
-            decision, out = reject("kernel", f"size {intent.size} is not a multiple of the 0.01-share lot"), intent
+        bad = _sanity(intent)
+        if bad:
+            decision, out = reject("kernel", bad), intent
         else:
             decision, out = self.risk.check_intent(intent, RiskContext(self, strategy))
         return self._decided(strategy, decision, [out], [intent], intent.plan_id)
@@ -622,6 +623,15 @@ class Kernel:
         """The comparable part of the state (positions, open orders, PnL, risk state)."""
         st = self.to_state()
         return {k: st[k] for k in ("seq", "trading_state", "portfolio", "orders", "exposure", "timers", "strategies")}
+
+
+def _sanity(it: OrderIntent) -> str:
+    """What no validator may approve: non-positive sizes or prices, sizes off the lot."""
+    if it.size <= 0 or it.price <= 0:
+        return f"size and price must be positive (size={it.size}, price={it.price})"
+    if it.size % LOT:
+        return f"size {it.size} is not a multiple of the 0.01-share lot"
+    return ""
 
 
 def _with_ids(d: Decision, ids: tuple[str, ...]) -> Decision:

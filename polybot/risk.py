@@ -200,6 +200,8 @@ class RiskChain:
                 d = v.check(intent, ctx)
             except Exception as exc:  # noqa: BLE001 - fail closed
                 return reject(getattr(v, "name", type(v).__name__), f"validator raised {type(exc).__name__}: {exc}"), intent
+            if not isinstance(d, Decision):
+                return reject(getattr(v, "name", type(v).__name__), f"validator returned {type(d).__name__}, not a Decision"), intent
             if d.action == "reject":
                 return d, intent
             if d.action == "resize":

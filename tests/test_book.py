@@ -18,9 +18,11 @@ prices = st.integers(min_value=1, max_value=99).map(lambda t: t * TICK)
 sizes = st.integers(min_value=1, max_value=50_000_000)
 levels = st.lists(st.tuples(prices, st.integers(min_value=0, max_value=50_000_000)), max_size=12)
 
+# delta sizes: mostly positive, often 0 (remove), sometimes negative (bad input: no level either)
+delta_sizes = st.integers(min_value=0, max_value=50_000_000) | st.just(0) | st.integers(-5, -1)
 ops = st.one_of(
-    st.tuples(st.just("bid"), prices, st.integers(min_value=0, max_value=50_000_000) | st.just(0)),
-    st.tuples(st.just("ask"), prices, st.integers(min_value=0, max_value=50_000_000) | st.just(0)),
+    st.tuples(st.just("bid"), prices, delta_sizes),
+    st.tuples(st.just("ask"), prices, delta_sizes),
     st.tuples(st.just("replace"), levels, levels),
 )
 
@@ -51,14 +53,14 @@ def test_book_matches_dict_model(seq: list[tuple]) -> None:
         if op[0] == "bid":
             _, p, s = op
             b.set_bid(p, s)
-            if s:
+            if s > 0:
                 bids[p] = s
             else:
                 bids.pop(p, None)
         elif op[0] == "ask":
             _, p, s = op
             b.set_ask(p, s)
-            if s:
+            if s > 0:
                 asks[p] = s
             else:
                 asks.pop(p, None)
@@ -88,6 +90,18 @@ def test_set_size_zero_removes_and_moves_best() -> None:
     assert (b.best_bid, b.best_ask) == (0, 0)
     assert b.mid == 0 and b.spread == 0 and not b.crossed
     assert list(b.iter_asks()) == [] and list(b.iter_bids()) == []
+
+
+def test_negative_size_is_no_level() -> None:
+    """A delta with a negative size (malformed input) must not create a negative level: it
+    is treated like replace() treats it, as no level at that price."""
+    b = OrderBook("a")
+    b.set_bid(400_000, -1)
+    b.set_ask(500_000, -1)
+    assert (b.best_bid, b.best_ask, len(b.bids), len(b.asks)) == (0, 0, 0, 0)
+    b.set_ask(500_000, 10)
+    b.set_ask(500_000, -3)
+    assert b.best_ask == 0 and b.cost_to_buy(5) == (0, 0, 0)
 
 
 def test_depth() -> None:

@@ -419,3 +419,18 @@ def test_exposure_totals_match_orders(ops: list[tuple[str, int, int]]) -> None:
         for a in ("a0", "a1", "a2"):
             assert ex.by_asset.get(a, 0) == sum(v[2] for v in ex.by_order.values() if v[1] == a)
         assert all(v[2] >= 0 for v in ex.by_order.values())
+
+
+# ------------------------------------------------------------------------------------ known bugs
+# kernel.py is outside this test author's remit: documented here for its owner.
+
+
+def test_kernel_plan_legs_get_the_same_sanity_checks_as_single_intents() -> None:
+    from polybot.events import OrderPlan
+    from polybot.kernel import Kernel
+
+    k = Kernel(risk=RiskChain([PassThrough()]))
+    bad_legs = (intent(asset="A", size=-5 * SHARE), intent(asset="B", size=12_345, price=0))
+    d = k.submit("s", OrderPlan(strategy="s", plan_id="", legs=bad_legs))
+    assert d.action == "reject"
+    assert k.orders.all() == []
