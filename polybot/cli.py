@@ -100,7 +100,7 @@ def cmd_state(a: argparse.Namespace) -> int:
     d.kernel.start()
     from .recovery import recover
 
-    recover(d.kernel, d.journal_path, d.snapshot_path, cfg.replay.bare_source)
+    recover(d.kernel, d.journal_path, d.snapshot_path, cfg.replay.bare_source, repair=False)
     sys.stdout.write(_json(d.kernel.summary_state()) + "\n")
     return 0
 

@@ -245,6 +245,7 @@ class Daemon:
         self.snapshot()
         if k.journal is not None:
             k.journal.close()
+        self.executor.close()
         self.log_status()
         st = k.stats
         return {"inputs": st.inputs, "intents": st.intents, "orders": st.orders, "fills": st.fills,

@@ -63,6 +63,9 @@ class Executor(abc.ABC):
         """True when no request is in flight (used to drain at shutdown)."""
         return True
 
+    def close(self) -> None:
+        """Release what the executor holds (streams, sessions)."""
+
 
 class NullExecutor(Executor):
     """Accepts every order and never fills it; cancels succeed. For dry runs and tests."""
@@ -129,6 +132,10 @@ class LoopbackExecutor(Executor):
 
     def idle(self) -> bool:
         return self._in_flight == 0
+
+    def close(self) -> None:
+        self._send.close()
+        self._recv.close()
 
     async def run(self, send: ObjectSendStream[InboundRecord], clock: Clock) -> None:
         from .kernel import InboundRecord

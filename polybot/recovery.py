@@ -60,11 +60,12 @@ def read_snapshot(path: str | os.PathLike[str]) -> Snapshot | None:
 
 
 def recover(kernel: Kernel, journal_path: str | os.PathLike[str], snapshot_path: str | os.PathLike[str],
-            bare_source: str = "") -> dict[str, Any]:  # fmt: skip
+            bare_source: str = "", repair: bool = True) -> dict[str, Any]:  # fmt: skip
     """Rebuild ``kernel`` (strategies added and started, no journal attached yet) from the last
-    snapshot and the journal tail. Returns what was done."""
+    snapshot and the journal tail. Returns what was done. ``repair`` cuts a torn last line (the
+    daemon, before appending); ``repair=False`` only reads (``polybot state`` on a live journal)."""
     jp = Path(journal_path)
-    cut = repair_tail(jp)
+    cut = repair_tail(jp) if repair else 0
     snap = read_snapshot(snapshot_path)
     offset = 0
     if snap is not None:

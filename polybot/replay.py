@@ -61,6 +61,7 @@ def replay(
     faithful = mode == "faithful"
     executor: Any = build_executor(cfg)
     if executor.asynchronous:
+        executor.close()
         # its answers are inputs in the journal: faithful replay feeds them back; what-if
         # replay cannot ask it, so a simulated executor answers instead
         if faithful:

@@ -153,6 +153,7 @@ def test_submit_approves_reserves_and_writes_ahead(tmp_path):
     assert k.exposure.total == 4_200_000  # 10 shares x 0.42
     assert k.journal.syncs >= 1
     assert [type(e) for e in rec.events] == [RiskApproved, OrderSubmitted]
+    k.journal.close()
 
 
 def test_second_strategy_on_same_event_sees_first_reservation():
