@@ -77,9 +77,25 @@ class Daemon:
         k.start()
         if self.cfg.engine.recover and not self.record_only:
             self.recovered = recover(k, self.journal_path, self.snapshot_path, self.cfg.replay.bare_source)
+        else:
+            self._rotate_previous()
         if self.cfg.engine.journal:
             k.journal = JournalWriter(self.journal_path, fsync=self.cfg.engine.fsync)
         k.timers.on_change.append(lambda _d: self._timers_changed.set())
+
+    def _rotate_previous(self) -> None:
+        """A fresh start must not append to an old session's journal (the file would no longer
+        replay faithfully): move it, and its snapshot, aside as ``<name>.<n><suffix>``."""
+        jp = self.journal_path
+        if not jp.exists() or jp.stat().st_size == 0:
+            return
+        n = 1
+        while (jp.parent / f"{jp.stem}.{n}{jp.suffix}").exists():
+            n += 1
+        jp.rename(jp.parent / f"{jp.stem}.{n}{jp.suffix}")
+        if self.snapshot_path.exists() and not self.record_only:
+            self.snapshot_path.rename(self.snapshot_path.parent / f"{self.snapshot_path.stem}.{n}{self.snapshot_path.suffix}")
+        logger.info("fresh start: previous journal kept as {}.{}{}", jp.stem, n, jp.suffix)
 
     def snapshot(self) -> None:
         k = self.kernel

@@ -208,3 +208,28 @@ def test_help(tmp_path: Path) -> None:
     r = cli("--help", cwd=tmp_path)
     assert r.returncode == 0
     assert "replay" in r.stdout
+
+
+def test_fresh_start_rotates_the_previous_journal(tmp_path: Path) -> None:
+    """recover = false: each run gets its own journal, so every file replays faithfully."""
+    from polybot.config import parse_config
+    from polybot.daemon import run_daemon
+    from polybot.replay import replay
+
+    rec = str(Path(__file__).resolve().parents[1] / "recordings" / "demo.jsonl.gz")
+    table = {
+        "engine": {"data_dir": str(tmp_path / "d"), "recover": False, "fsync": "never"},
+        "logging": {"level": "WARNING", "status_interval_s": 0},
+        "executor": {"kind": "null"},
+        "feeds": [{"kind": "player", "params": {"path": rec, "speed": 0}}],
+        "strategies": {"dip": {"class": "example_buy_below", "max_price": "0.49", "take_profit": "0.52"}},
+    }
+    cfg = parse_config(table)
+    first = run_daemon(cfg)
+    second = run_daemon(cfg)
+    assert first["intents"] == second["intents"] > 0
+    d = tmp_path / "d"
+    assert (d / "journal.1.jsonl").exists() and (d / "journal.jsonl").exists()
+    for j in ("journal.1.jsonl", "journal.jsonl"):
+        s = replay(d / j, cfg, mode="faithful")
+        assert s["divergences"] == 0 and s["intents"] == first["intents"]
