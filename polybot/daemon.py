@@ -238,6 +238,7 @@ class Daemon:
                 feeds_tg.cancel_scope.cancel()  # every feed is done: stop the signal watcher
             with anyio.CancelScope(shield=True):
                 await self._shutdown(send)
+            send.close()
             tg.cancel_scope.cancel()
         return self.finish()
 
