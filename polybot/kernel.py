@@ -17,7 +17,7 @@ a random number and does no I/O other than appending to its journal.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import attrs
@@ -153,7 +153,6 @@ class Kernel:
         journal: JournalWriter | None = None,
         synthesize_timers: bool = False,
         client_id_prefix: str = "pb",
-        drop_sources: Iterable[str] = (),
     ) -> None:
         self.bus = Bus()
         self.clock = ReplayClock()
@@ -171,7 +170,6 @@ class Kernel:
         self.stats = KernelStats()
         self.strategies: dict[str, Strategy] = {}
         self.decoders: dict[str, Decoder] = dict(BUILTIN_DECODERS)
-        self.drop_sources = frozenset(drop_sources)
         self.redactions: dict[str, list[tuple[bytes, bytes]]] = {}
         self.engine_sink: list[bytes] | None = None  # set by faithful replay to compare lines
         self.on_state_change: list[Callable[[], None]] = []
@@ -241,8 +239,6 @@ class Kernel:
                 self.process(max(d, self.clock.now()), "clock", b"{}", journal)
                 d = self.timers.next_deadline()
         ts = self.clock.advance(ts)
-        if source in self.drop_sources:
-            return
         if msg.__class__ is not bytes:
             # a text frame is its UTF-8 bytes; any other object is encoded to JSON
             msg = msg.encode() if isinstance(msg, str) else ENCODER.encode(msg)
