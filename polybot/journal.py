@@ -86,13 +86,13 @@ class JournalWriter:
     def _source_prefix(self, source: str) -> bytes:
         p = self._sources.get(source)
         if p is None:
-            p = self._sources[source] = b'","source":"' + check_source(source).encode() + b'","msg":'
+            p = self._sources[source] = b',"source":"' + check_source(source).encode() + b'","msg":'
         return p
 
     def write_input(self, ts: int, source: str, msg: bytes) -> None:
         if b"\n" in msg or b"\r" in msg:
             msg = one_line(msg)
-        line = b'{"ts":' + str(ts).encode() + self._source_prefix(source)[1:] + msg + b"}\n"
+        line = b'{"ts":' + str(ts).encode() + self._source_prefix(source) + msg + b"}\n"
         self._append(line)
 
     def write_event(self, event: Event) -> None:

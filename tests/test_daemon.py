@@ -6,17 +6,12 @@ from __future__ import annotations
 
 import json
 import re
-import signal
 import subprocess
-import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-CLI = Path(sys.executable).parent / "polybot"
-RECORDING = REPO / "recordings" / "demo.jsonl.gz"
+from proc_helpers import CLI, RECORDING, REPO, start_daemon, stop, wait_for
+
 DEMO = REPO / "config" / "demo.toml"
 
 
@@ -42,35 +37,7 @@ def cli(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProce
     return subprocess.run([str(CLI), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
-def start(cfg: Path, tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path]:
-    err = tmp_path / "daemon.stderr"
-    with open(err, "wb") as f:
-        proc = subprocess.Popen([str(CLI), "run", "--config", str(cfg)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=f)
-    return proc, err
 
-
-def wait_for(pred: Callable[[], bool], timeout: float, proc: subprocess.Popen[bytes], err: Path, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        if proc.poll() is not None:
-            raise AssertionError(f"daemon exited ({proc.returncode}) before {what}:\n{err.read_text()[-3000:]}")
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}:\n{err.read_text()[-3000:]}")
-
-
-def stop(proc: subprocess.Popen[bytes], err: Path) -> dict[str, Any]:
-    """SIGTERM, expect a clean exit 0 and the JSON summary line on stdout."""
-    try:
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 0, f"exit {proc.returncode}:\n{err.read_text()[-3000:]}"
-    return json.loads(out.decode().strip().splitlines()[-1])
 
 
 def journal_lines(path: Path) -> list[dict[str, Any]]:
@@ -109,7 +76,7 @@ def test_sigterm_shuts_down_cleanly(tmp_path: Path) -> None:
     cfg = demo_config(tmp_path, speed=5)  # 60 s of playback: it is stopped long before the end
     journal = tmp_path / "data" / "journal.jsonl"
     snapshot = tmp_path / "data" / "snapshot.json"
-    proc, err = start(cfg, tmp_path)
+    proc, err = start_daemon(cfg, tmp_path)
     try:
         wait_for(lambda: n_lines(journal) >= 30, 15.0, proc, err, "30 journal lines")
         assert not snapshot.exists()  # snapshot_every = 500: the only snapshot is the final one
@@ -135,7 +102,7 @@ def test_halt_through_control_inbox_blocks_orders_and_survives_restart(tmp_path:
     # recover = true so that `polybot state` is what a restart would really see
     cfg = demo_config(tmp_path, speed=10, recover=True)
     journal = tmp_path / "data" / "journal.jsonl"
-    proc, err = start(cfg, tmp_path)
+    proc, err = start_daemon(cfg, tmp_path)
     try:
         wait_for(lambda: n_lines(journal) >= 10, 15.0, proc, err, "the daemon to start journaling")
         r = cli("halt", "--config", str(cfg), "--reason", "test", cwd=tmp_path)

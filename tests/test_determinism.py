@@ -7,15 +7,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-CLI = Path(sys.executable).parent / "polybot"
-RECORDING = REPO / "recordings" / "demo.jsonl.gz"
+from proc_helpers import CLI, DIP_TOML, RECORDING
 
 CONFIG = """
 [executor]
@@ -23,15 +20,7 @@ kind = "null"
 
 [risk]
 chain = ["trading_state"]
-
-[strategies.dip]
-class = "example_buy_below"
-max_price = "0.49"
-take_profit = "0.52"
-size = "10"
-max_position = "40"
-order_timeout_s = 5.0
-"""
+""" + DIP_TOML
 
 
 def _replay_cmd(file: Path, cfg: Path, out: Path, *extra: str) -> list[str]:

@@ -11,15 +11,11 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-CLI = Path(sys.executable).parent / "polybot"
-RECORDING = REPO / "recordings" / "demo.jsonl.gz"
+from proc_helpers import CLI, DIP_TOML, RECORDING, start_daemon, stop, wait_for
 
 
 def write_config(tmp_path: Path, *, speed: float, snapshot_every: int = 200) -> Path:
@@ -47,33 +43,11 @@ kind = "player"
 name = "demo"
 params = {{ path = "{RECORDING}", speed = {speed} }}
 
-[strategies.dip]
-class = "example_buy_below"
-max_price = "0.49"
-take_profit = "0.52"
-size = "10"
-max_position = "40"
-order_timeout_s = 5.0
-""")
+""" + DIP_TOML)
     return cfg
 
 
-def start_daemon(cfg: Path, tmp_path: Path, tag: str) -> tuple[subprocess.Popen[bytes], Path]:
-    err = tmp_path / f"{tag}.stderr"
-    with open(err, "wb") as f:
-        proc = subprocess.Popen([str(CLI), "run", "--config", str(cfg)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=f)
-    return proc, err
 
-
-def wait_for(pred: Callable[[], bool], timeout: float, proc: subprocess.Popen[bytes], err: Path, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        if proc.poll() is not None:
-            raise AssertionError(f"daemon exited ({proc.returncode}) before {what}:\n{err.read_text()[-3000:]}")
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}:\n{err.read_text()[-3000:]}")
 
 
 def cli(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -162,14 +136,11 @@ def test_sigkill_recovery_restart_and_faithful_replay(tmp_path: Path) -> None:
         wait_for(lambda: journal.read_bytes().count(b"\n") >= lines_before + 50, 15.0, proc, err,
                  "the restarted daemon to journal new inputs")
         time.sleep(0.5)
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 0, err.read_text()[-3000:]
-    summary_line = json.loads(out.decode().strip().splitlines()[-1])
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    summary_line = stop(proc, err)
     assert summary_line["journal"] == str(journal)
 
     body = journal.read_bytes()
