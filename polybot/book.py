@@ -22,7 +22,8 @@ Level = tuple[int, int]
 
 class OrderBook:
     __slots__ = ("asset_id", "market", "bids", "asks", "best_bid", "best_ask", "tick_size",
-                 "updated_ts", "healthy", "unhealthy_reason", "hash", "last_trade_price")  # fmt: skip
+                 "updated_ts", "healthy", "unhealthy_reason", "hash", "last_trade_price",
+                 "exchange_ts", "version", "hc", "tail", "pending", "pending_xts")  # fmt: skip
 
     def __init__(self, asset_id: str, market: str = "") -> None:
         self.asset_id = asset_id
@@ -37,6 +38,13 @@ class OrderBook:
         self.unhealthy_reason = "no snapshot yet"
         self.hash = ""
         self.last_trade_price = ""
+        self.exchange_ts = 0  # the venue's time of the last change (ns)
+        self.version = ""  # "v2" for Protocol-V2 positions
+        # integrity (polybot.integrity): hash renderer, cached hash tail, a pending mismatch
+        self.hc = None
+        self.tail: bytes | None = None
+        self.pending = ""
+        self.pending_xts = 0
 
     # ------------------------------------------------------------------ mutation (kernel only)
 
@@ -70,6 +78,10 @@ class OrderBook:
                 self.best_ask = asks.peekitem(0)[0] if asks else 0
 
     # ------------------------------------------------------------------ reads
+
+    def age_ns(self, now: int) -> int:
+        """Time since the book last changed (kernel time, ns)."""
+        return now - self.updated_ts
 
     @property
     def crossed(self) -> bool:
@@ -141,7 +153,8 @@ class OrderBook:
             "bids": list(self.bids.items()), "asks": list(self.asks.items()),
             "tick_size": self.tick_size, "updated_ts": self.updated_ts, "healthy": self.healthy,
             "unhealthy_reason": self.unhealthy_reason, "hash": self.hash,
-            "last_trade_price": self.last_trade_price,
+            "last_trade_price": self.last_trade_price, "exchange_ts": self.exchange_ts,
+            "version": self.version,
         }  # fmt: skip
 
     @classmethod
@@ -153,6 +166,8 @@ class OrderBook:
         b.unhealthy_reason = st.get("unhealthy_reason", "")
         b.hash = st.get("hash", "")
         b.last_trade_price = st.get("last_trade_price", "")
+        b.exchange_ts = st.get("exchange_ts", 0)
+        b.version = st.get("version", "")
         return b
 
 

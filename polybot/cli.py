@@ -63,12 +63,15 @@ def cmd_replay(a: argparse.Namespace) -> int:
     setup_logging(a.log_level or ("WARNING" if a.json else cfg.logging.level), cfg.logging.json)
     progress = sys.stderr.isatty() and not a.no_progress
     s = replay(a.file, cfg, mode=a.mode, strategies=a.strategy or None, out=a.out,
-               bare_source=a.source, progress=progress)  # fmt: skip
+               bare_source=a.source, progress=progress, verify_book=a.verify_book,
+               import_format=a.import_format)  # fmt: skip
     if a.json:
         sys.stdout.write(_json(s) + "\n")
     else:
         _print_summary(s)
-    return 1 if s.get("divergences") else 0
+    if s.get("divergences"):
+        return 1
+    return 1 if a.verify_book and s.get("books", {}).get("failed") else 0
 
 
 def _print_summary(s: dict[str, Any]) -> None:
@@ -88,6 +91,16 @@ def _print_summary(s: dict[str, Any]) -> None:
         for d in s["divergence_examples"]:
             w(f"    after input line {d['after_input_line']}:\n      expected {d['expected']}\n      produced {d['produced']}\n")
     w("  events by type: " + ", ".join(f"{k}={v}" for k, v in s["events_by_type"].items()) + "\n")
+    bk = s.get("books")
+    if bk:
+        w(f"  book checks: {bk['passed']} passed, {bk['failed']} failed, {bk['bbo_mismatches']} best bid/ask mismatches, "
+          f"{bk['resyncs']} resyncs\n")  # fmt: skip
+        for aid, c in bk["assets"].items():
+            health = "healthy" if c.get("healthy") else f"UNHEALTHY ({c.get('unhealthy_reason', '')})"
+            w(f"    {aid[:16]}…  passed {c['passed']}  failed {c['failed']}  bbo {c['bbo_mismatch']}  "
+              f"snapshots {c['snapshots']}  resyncs {c['resyncs']}  {health}\n")  # fmt: skip
+        if bk["dropped"]:
+            w("  dropped: " + ", ".join(f"{k}={v}" for k, v in bk["dropped"].items()) + "\n")
 
 
 def cmd_state(a: argparse.Namespace) -> int:
@@ -214,6 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--json", action="store_true", help="end with one JSON line summarising the run")
     rp.add_argument("--source", help="source name of bare-frame lines (default: config replay.bare_source)")
     rp.add_argument("--no-progress", action="store_true", help="no progress line on a terminal")
+    rp.add_argument("--verify-book", action="store_true",
+                    help="check every book against the venue's hash and best bid/ask; report per asset")  # fmt: skip
+    rp.add_argument("--import", dest="import_format", default="auto", choices=["auto", "journal", "received-at", "ws-session"],
+                    help="format of a foreign capture (default: detected from the first line)")  # fmt: skip
     rp.set_defaults(fn=cmd_replay)
 
     rc = sub.add_parser("record", help="record the configured feeds to a journal (no strategies)")

@@ -62,6 +62,15 @@ class FeedConfig(_C):
     params: dict[str, Any] = {}
 
 
+class MarketDataConfig(_C):
+    #: Check every book against the venue's hash (PROTOCOL.md §1.8) and top of book. The daemon
+    #: verifies by default; ``polybot replay`` only with ``--verify-book``.
+    verify_books: bool = True
+    #: Hash inputs WebSocket books do not state (REST books and the catalog override them).
+    min_order_size: str = "5"
+    neg_risk: bool = False
+
+
 class ReplayConfig(_C):
     #: The source of bare-frame recordings (lines with no envelope).
     bare_source: str = "polymarket.market"
@@ -80,6 +89,7 @@ class Config(_C):
     #: [strategies.<instance>] tables: ``class`` (name or module:Class), ``enabled``, params.
     strategies: dict[str, dict[str, Any]] = {}
     replay: ReplayConfig = msgspec.field(default_factory=ReplayConfig)
+    market_data: MarketDataConfig = msgspec.field(default_factory=MarketDataConfig)
     secrets: SecretsConfig = msgspec.field(default_factory=SecretsConfig)
     #: Where the config came from (for error messages); not a TOML key.
     source_path: str = ""

@@ -234,6 +234,7 @@ class Daemon:
                 feeds_tg.start_soon(self._signals, feeds_tg.cancel_scope)
                 async with anyio.create_task_group() as inner:
                     for f in self.feeds:
+                        f.attach(k)
                         inner.start_soon(self._run_feed, f, send.clone())
                 feeds_tg.cancel_scope.cancel()  # every feed is done: stop the signal watcher
             with anyio.CancelScope(shield=True):

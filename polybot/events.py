@@ -63,12 +63,16 @@ class BookSnapshot(MarketDataEvent, frozen=True, kw_only=True, tag="book"):
     tick_size: int = 0  # base units, 0 = unchanged / unknown
     last_trade_price: str | None = None  # as the venue wrote it ("" = none); None = not stated
     version: str = ""
+    #: Hash inputs the venue states only in REST books ("" / None = not stated).
+    min_order_size: str = ""
+    neg_risk: bool | None = None
 
 
 class BookDelta(MarketDataEvent, frozen=True, kw_only=True, tag="book_delta"):
     """One level changed. ``size`` is the new absolute size at ``price``; 0 removes the level.
 
-    ``best_bid``/``best_ask`` are the venue's top of book after the change (0 = not given);
+    ``best_bid``/``best_ask`` are the venue's top of book after the change (0 = that side is
+    empty, -1 = not given);
     ``hash`` the venue's book hash after the change run; ``run_end`` is True on the last entry
     of a same-timestamp run (where the hash is meaningful).
     """
@@ -76,8 +80,8 @@ class BookDelta(MarketDataEvent, frozen=True, kw_only=True, tag="book_delta"):
     side: BookSide
     price: int
     size: int
-    best_bid: int = 0
-    best_ask: int = 0
+    best_bid: int = -1
+    best_ask: int = -1
     hash: str = ""
     run_end: bool = True
 
@@ -415,7 +419,9 @@ class FeedConnected(FeedEvent, frozen=True, kw_only=True, tag="feed_connected"):
 
 
 class FeedDisconnected(FeedEvent, frozen=True, kw_only=True, tag="feed_disconnected"):
-    pass
+    """A connection was lost; the books of ``asset_ids`` are unhealthy until a snapshot."""
+
+    asset_ids: tuple[str, ...] = ()
 
 
 class FeedStale(FeedEvent, frozen=True, kw_only=True, tag="feed_stale"):

@@ -31,6 +31,12 @@ class Feed(abc.ABC):
         self.name = name
         self.params = params
 
+    def attach(self, kernel: Any) -> None:
+        """Called by the daemon before :meth:`run` with the live kernel, for feeds that react to
+        engine state (e.g. resync a book the kernel found unhealthy by subscribing to
+        ``BookHealth`` on ``kernel.bus``). Such reactions must reach the kernel only as inputs
+        sent through ``send``, so replay stays faithful. Default: nothing."""
+
     @abc.abstractmethod
     async def run(self, send: ObjectSendStream[InboundRecord], clock: Clock) -> None:
         """Send inbound records until done (or forever); return to end the feed."""

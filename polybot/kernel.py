@@ -25,6 +25,7 @@ import msgspec
 from loguru import logger
 
 from .book import Books
+from .bookhash import HashCache
 from .bus import Bus
 from .catalog import Catalog
 from .clock import ReplayClock, Timers
@@ -42,6 +43,7 @@ from .events import (
     ControlEvent,
     EnableStrategy,
     Event,
+    FeedDisconnected,
     FillEvent,
     Flatten,
     Halt,
@@ -66,11 +68,13 @@ from .events import (
     enc_hook,
 )
 from .execution import Executor, NullExecutor
+from .integrity import HashDefaults, Integrity
 from .journal import JournalWriter, one_line, text_frame
 from .orders import OrderStore
 from .portfolio import Portfolio
 from .risk import LOT, Decision, Exposure, RiskChain, RiskContext, TradingStateValidator, reject, worst_case
 from .strategy import Context, Strategy, convert_params
+from .units import SCALE, from_units
 
 STATE_VERSION = 1
 
@@ -88,6 +92,22 @@ class InboundRecord(NamedTuple):
 #: so that decoding is the same live and in replay. It raises ``msgspec.DecodeError`` (bad JSON
 #: or schema) or ``ValueError`` (a bad value) to have the input counted and dropped.
 Decoder = Callable[[bytes, int], Sequence[Event]]
+
+
+class FrameError(ValueError):
+    """A decoder's refusal of (part of) a message, with what the kernel needs to act on it.
+
+    ``reason`` names the kind of drop (counted per source and reason); ``asset_ids`` are the
+    assets whose books missed an update because of it (they become unhealthy until a
+    snapshot); ``events`` are the good events of a partly bad message (published anyway).
+    """
+
+    def __init__(self, detail: str, reason: str = "bad_value", asset_ids: Sequence[str] = (),
+                 events: Sequence[Event] = ()) -> None:  # fmt: skip
+        super().__init__(detail)
+        self.reason = reason
+        self.asset_ids = tuple(asset_ids)
+        self.events = tuple(events)
 
 
 def _restamp(events: Sequence[Event], ts: int) -> list[Event]:
@@ -153,11 +173,14 @@ class Kernel:
         journal: JournalWriter | None = None,
         synthesize_timers: bool = False,
         client_id_prefix: str = "pb",
+        verify_books: bool = True,
+        hash_defaults: HashDefaults | None = None,
     ) -> None:
         self.bus = Bus()
         self.clock = ReplayClock()
         self.timers = Timers()
         self.books = Books()
+        self.integrity = Integrity(verify_books, hash_defaults)
         self.catalog = Catalog()
         self.portfolio = Portfolio()
         self.orders = OrderStore()
@@ -254,9 +277,13 @@ class Kernel:
         events: Sequence[Event] = ()
         reason = ""
         detail = ""
+        bad_assets: tuple[str, ...] = ()
         if decoder is not None:
             try:
                 events = decoder(msg, ts)
+            except FrameError as exc:
+                reason, detail, events = exc.reason, str(exc), exc.events
+                bad_assets = exc.asset_ids
             except msgspec.ValidationError as exc:
                 reason, detail = "schema", str(exc)
             except msgspec.DecodeError:
@@ -264,10 +291,16 @@ class Kernel:
                 msg = text_frame(msg)
                 try:
                     events = decoder(msg, ts)
+                except FrameError as exc:
+                    reason, detail, events = exc.reason, str(exc), exc.events
                 except (msgspec.DecodeError, ValueError) as exc:
                     reason, detail = "malformed", str(exc)
             except (ValueError, KeyError, TypeError, IndexError) as exc:
                 reason, detail = "bad_value", f"{type(exc).__name__}: {exc}"
+            except Exception as exc:  # noqa: BLE001 - a decoder bug must not stop the engine
+                reason, detail = "decoder_error", f"{type(exc).__name__}: {exc}"
+                if ("decoder_error", source) not in self._logged_drops:
+                    logger.opt(exception=exc).error("decoder of {} raised", source)
         else:
             reason, detail = "unknown_source", source
             try:
@@ -279,6 +312,10 @@ class Kernel:
         stats.by_source[source] += 1
         if reason:
             self._drop(ts, source, reason, detail, msg)
+            for aid in bad_assets:
+                b = self.books.get(aid)
+                if b is not None:
+                    self._unhealthy(b, f"parse failure ({reason})")
         publish = self.bus.publish
         for ev in events:
             publish(ev)
@@ -424,7 +461,8 @@ class Kernel:
         sub(BookDelta, self._on_delta)
         sub(TickSizeChange, self._on_tick_size)
         sub(TradePrint, self._on_trade)
-        sub(MarketInfo, self.catalog.add)
+        sub(MarketInfo, self._on_market_info)
+        sub(FeedDisconnected, self._on_disconnected)
         sub(MarketResolved, self._on_resolved)
         sub(OrderEvent, self._on_order_event)
         sub(CancelRequest, lambda ev: self.cancel(ev.strategy, ev.client_id, ev.reason))
@@ -439,13 +477,48 @@ class Kernel:
 
     def _on_book(self, ev: BookSnapshot) -> None:
         b = self.books.ensure(ev.asset_id, ev.market)
+        integ = self.integrity
+        b.pending = ""  # a snapshot supersedes a pending check
         b.replace(ev.bids, ev.asks, ev.ts)
-        if ev.tick_size:
+        if ev.tick_size and ev.tick_size != b.tick_size:
             b.tick_size = ev.tick_size
+            b.tail = None
+        if ev.version != b.version:
+            b.version = ev.version
+            b.tail = None
         b.hash = ev.hash
+        b.exchange_ts = ev.exchange_ts
+        c = integ.counts_for(ev.asset_id)
+        c.snapshots += 1
+        if ev.last_trade_price is not None:
+            b.last_trade_price = ev.last_trade_price
+        if integ.verify and ev.hash:
+            m = integ.market(b)
+            if ev.min_order_size and ev.min_order_size != m.min_order_size:  # REST states the meta
+                m.min_order_size = ev.min_order_size
+                integ._invalidate(m)
+            if ev.neg_risk is not None and ev.neg_risk != m.neg_risk:
+                m.neg_risk = ev.neg_risk
+                integ._invalidate(m)
+            if b.hc is None:
+                b.hc = HashCache(b.market, b.asset_id)
+            b.hc.reset(ev.bids, ev.asks)
+            if ev.last_trade_price is not None:  # a dump or REST book: it states the value
+                integ.set_ltp(m, ev.last_trade_price)
+                if integ.digest(b, ev.exchange_ts, integ.tail(b, m)) != ev.hash:
+                    c.failed += 1
+                    self._unhealthy(b, "snapshot hash mismatch (min_order_size/neg_risk/tick_size?)")
+                    return
+                c.passed += 1
+            elif integ.matches(b, ev.exchange_ts, ev.hash, search=True):  # trade-triggered
+                c.passed += 1
+            else:
+                c.unverified += 1
         if b.crossed:
             self._unhealthy(b, "crossed book in snapshot")
         elif not b.healthy:
+            if c.unhealthy:
+                c.resyncs += 1
             b.healthy = True
             b.unhealthy_reason = ""
             self.bus.publish(BookHealth(ts=ev.ts, asset_id=ev.asset_id, healthy=True, reason="snapshot"))
@@ -454,31 +527,97 @@ class Kernel:
         b = self.books.get(ev.asset_id)
         if b is None:
             return  # no snapshot for this asset: ignore (another token of the market)
+        xts = ev.exchange_ts
+        if b.pending and xts != b.pending_xts:
+            self._settle(b)
+        hc = b.hc
         if ev.side == "BID":
             b.set_bid(ev.price, ev.size)
+            if hc is not None:
+                hc.set_bid(ev.price, ev.size)
         else:
             b.set_ask(ev.price, ev.size)
+            if hc is not None:
+                hc.set_ask(ev.price, ev.size)
         b.updated_ts = ev.ts
+        b.exchange_ts = xts
         if ev.hash:
             b.hash = ev.hash
-        if b.healthy and b.best_bid and b.best_ask and b.best_bid >= b.best_ask:
+        if not b.healthy:
+            return  # applied, but not checked: unhealthy until a snapshot
+        bb = ev.best_bid
+        if bb >= 0 and (bb != b.best_bid or ev.best_ask != b.best_ask) and not _same_top(ev, b):
+            self.integrity.counts_for(b.asset_id).bbo_mismatch += 1
+            self._unhealthy(b, f"best bid/ask mismatch (venue {ev.best_bid}/{ev.best_ask}, book {b.best_bid}/{b.best_ask})")
+            return
+        if b.best_bid and b.best_ask and b.best_bid >= b.best_ask:
             self._unhealthy(b, "crossed book")
+            return
+        if ev.run_end and ev.hash and self.integrity.verify:
+            integ = self.integrity
+            if hc is None:  # e.g. after a restart from a snapshot
+                hc = b.hc = HashCache(b.market, b.asset_id)
+                hc.reset(b.bids.items(), b.asks.items())
+            if integ.matches(b, xts, ev.hash, search=False):
+                c = integ.counts_for(b.asset_id)
+                c.passed += 1
+                if b.pending:
+                    c.split_runs += 1
+                    b.pending = ""
+            else:  # maybe a run split across frames: settled when the run is over
+                b.pending = ev.hash
+                b.pending_xts = xts
+
+    def _settle(self, b: Any) -> None:
+        """A run ended on a mismatch: search the last trade price once, else it diverged."""
+        expected, b.pending = b.pending, ""
+        integ = self.integrity
+        c = integ.counts_for(b.asset_id)
+        if integ.matches(b, b.pending_xts, expected, search=True):
+            c.passed += 1
+        else:
+            c.failed += 1
+            self._unhealthy(b, "hash mismatch")
+
+    def settle_books(self) -> None:
+        """Settle every pending hash check (end of a replay or of a session)."""
+        for _, b in sorted(self.books.items()):
+            if b.pending:
+                self._settle(b)
 
     def _unhealthy(self, b: Any, reason: str) -> None:
         if b.healthy or b.unhealthy_reason != reason:
+            if b.healthy:
+                self.integrity.counts_for(b.asset_id).unhealthy += 1
             b.healthy = False
             b.unhealthy_reason = reason
+            b.pending = ""
             self.bus.publish(BookHealth(ts=self.clock.now(), asset_id=b.asset_id, healthy=False, reason=reason))
 
     def _on_tick_size(self, ev: TickSizeChange) -> None:
         b = self.books.get(ev.asset_id)
         if b is not None:
             b.tick_size = ev.new_tick_size
+            b.tail = None
+            self._unhealthy(b, "tick size change")
 
     def _on_trade(self, ev: TradePrint) -> None:
         b = self.books.get(ev.asset_id)
         if b is not None:
             b.updated_ts = ev.ts
+        m = self.integrity.markets.get(ev.market or ev.asset_id)
+        if m is not None:
+            self.integrity.on_print(m, ev.price)
+
+    def _on_market_info(self, ev: MarketInfo) -> None:
+        self.catalog.add(ev)
+        self.integrity.set_meta(ev.market, from_units(ev.min_order_size), ev.neg_risk)
+
+    def _on_disconnected(self, ev: FeedDisconnected) -> None:
+        for aid in ev.asset_ids:
+            b = self.books.get(aid)
+            if b is not None:
+                self._unhealthy(b, f"reconnect ({ev.feed})")
 
     def _on_resolved(self, ev: MarketResolved) -> None:
         self.catalog.mark_resolved(ev)
@@ -619,6 +758,13 @@ class Kernel:
         """The comparable part of the state (positions, open orders, PnL, risk state)."""
         st = self.to_state()
         return {k: st[k] for k in ("seq", "trading_state", "portfolio", "orders", "exposure", "timers", "strategies")}
+
+
+def _same_top(ev: BookDelta, b: Any) -> bool:
+    """The venue's best bid/ask equals the book's (an empty ask may be stated as "0" or "1")."""
+    if ev.best_bid != b.best_bid:
+        return False
+    return ev.best_ask == b.best_ask or (b.best_ask == 0 and ev.best_ask == SCALE)
 
 
 def _sanity(it: OrderIntent) -> str:

@@ -29,6 +29,7 @@ from loguru import logger
 from .config import Config
 from .events import Event, type_name
 from .execution import RecordedExecutor
+from .imports import ForeignReader, detect_format
 from .journal import ENGINE_EVENT, JournalReader, JournalWriter
 from .sources import bare_ts_for
 from .units import from_units
@@ -52,11 +53,20 @@ def replay(
     progress: bool = False,
     max_divergences_shown: int = 5,
     on_kernel: Callable[[Any], None] | None = None,
+    verify_book: bool = False,
+    import_format: str = "auto",
 ) -> dict[str, Any]:
-    """Replay ``path`` and return the summary (see :func:`summarize`)."""
+    """Replay ``path`` and return the summary (see :func:`summarize`). ``verify_book`` checks
+    every book against the venue's hashes and top of book; ``import_format`` reads a foreign
+    capture (:mod:`polybot.imports`), detected from the first line by default."""
     path = Path(path)
     bare = bare_source or cfg.replay.bare_source
-    reader = JournalReader(path, bare_source=bare, bare_ts=bare_ts_for(bare))
+    fmt = detect_format(path) if import_format == "auto" else import_format
+    reader: Any
+    if fmt == "journal":
+        reader = JournalReader(path, bare_source=bare, bare_ts=bare_ts_for(bare))
+    else:
+        reader = ForeignReader(path, fmt, source=bare)
     writer = JournalWriter(out, fsync="never", append=False) if out else None
     faithful = mode == "faithful"
     executor: Any = build_executor(cfg)
@@ -70,7 +80,7 @@ def replay(
             logger.warning("what-if replay: executor {!r} answers asynchronously; using 'null' instead", executor.name)
             executor = build_executor(cfg, "null")
     kernel = build_kernel(cfg, executor=executor, journal=writer, synthesize_timers=not faithful,
-                          only_strategies=strategies)  # fmt: skip
+                          only_strategies=strategies, verify_books=verify_book)  # fmt: skip
     counts: dict[type, int] = {}
 
     def count(ev: Event) -> None:
@@ -127,6 +137,7 @@ def replay(
                 pct = f" {100 * reader.position / size:5.1f}%" if size else ""
                 sys.stderr.write(f"\rreplay{pct}  {reader.stats.lines:,} lines  {kernel.stats.events / (now - t0):,.0f} events/s ")
                 sys.stderr.flush()
+    kernel.settle_books()
     if faithful:
         compare()
     wall = time.perf_counter() - t0
@@ -144,9 +155,40 @@ def replay(
         summary["divergence_examples"] = divergences
     else:
         summary["skipped_executor_responses"] = skipped_exec
+    if fmt != "journal":
+        summary["import_format"] = fmt
+    if verify_book:
+        summary["books"] = book_report(kernel)
     if out:
         summary["out"] = str(out)
     return summary
+
+
+def book_report(kernel: Any) -> dict[str, Any]:
+    """Per asset and in total: hash checks passed/failed, best bid/ask mismatches, resyncs,
+    snapshots, last-trade-price searches, and the book's health at the end; plus dropped
+    inputs by reason."""
+    integ = kernel.integrity.summary()
+    assets = {}
+    for aid, c in integ["assets"].items():
+        b = kernel.books.get(aid)
+        c = dict(c)
+        if b is not None:
+            c["healthy"] = b.healthy
+            if not b.healthy:
+                c["unhealthy_reason"] = b.unhealthy_reason
+        assets[aid] = c
+    total = integ["total"]
+    return {
+        "hash_checks": total.get("passed", 0) + total.get("failed", 0),
+        "passed": total.get("passed", 0),
+        "failed": total.get("failed", 0),
+        "bbo_mismatches": total.get("bbo_mismatch", 0),
+        "resyncs": total.get("resyncs", 0),
+        "total": total,
+        "assets": assets,
+        "dropped": dict(sorted(kernel.stats.drop_reasons.items())),
+    }
 
 
 def summarize(kernel: Any, counts: dict[type, int], wall: float, file: str, mode: str) -> dict[str, Any]:

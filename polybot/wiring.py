@@ -12,6 +12,7 @@ import msgspec
 from .config import Config, ConfigError, describe_validation_error
 from .execution import Executor
 from .journal import JournalWriter
+from .integrity import HashDefaults
 from .kernel import Kernel
 from .risk import BUILTIN_VALIDATORS, RiskChain, Validator
 from .sources import resolve_decoder
@@ -65,6 +66,7 @@ def build_kernel(
     journal: JournalWriter | None = None,
     synthesize_timers: bool = False,
     only_strategies: Iterable[str] | None = None,
+    verify_books: bool | None = None,
 ) -> Kernel:
     """A kernel with the config's risk chain and strategies (all, or ``only_strategies``:
     instance names from the config, or registered strategy names run with default params)."""
@@ -74,6 +76,8 @@ def build_kernel(
         journal=journal,
         synthesize_timers=synthesize_timers,
         client_id_prefix=cfg.engine.client_id_prefix,
+        verify_books=cfg.market_data.verify_books if verify_books is None else verify_books,
+        hash_defaults=HashDefaults(min_order_size=cfg.market_data.min_order_size, neg_risk=cfg.market_data.neg_risk),
     )
     k.set_decoder_resolver(resolve_decoder)
     file = cfg.source_path or "<config>"

@@ -1,0 +1,127 @@
+"""Polymarket's order-book hash (PROTOCOL.md §1.8), computed from a local book.
+
+``sha1`` of the compact JSON of the book summary with the key order ``market, asset_id,
+timestamp, hash:"", bids, asks, min_order_size, tick_size, neg_risk, last_trade_price`` (and
+``version`` last, for Protocol-V2 positions), bids ascending and asks descending (worst first,
+the wire order), every value the server's string. Prices and sizes are written the way the
+server writes them: the shortest exact decimal (``"0.5"``, ``"92790"``, ``"634.49"``).
+``last_trade_price`` is a 3-decimal string (``"0.490"``) or ``""``.
+
+The hot path (:class:`HashCache`) keeps each level's JSON fragment and each side's joined
+fragments, so a change re-renders one level and re-joins one side before the sha1.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+
+from .units import SCALE, from_units
+
+_sha1 = hashlib.sha1
+
+#: Rendered decimal strings of base-unit values (prices repeat; bounded cache).
+_STR: dict[int, str] = {}
+
+
+def units_str(v: int) -> str:
+    """Base units as the server writes them (shortest exact decimal)."""
+    s = _STR.get(v)
+    if s is None:
+        s = from_units(v)
+        if len(_STR) < 200_000:
+            _STR[v] = s
+    return s
+
+
+def ltp_str(price: int) -> str:
+    """A last trade price (base units) as the 3-decimal string the hash uses."""
+    q, r = divmod(price, SCALE)
+    return f"{q}.{r // 1000:03d}"
+
+
+def ltp_candidates() -> list[str]:
+    """Every value the market's last trade price can have in the hash: "" and 0.001..0.999."""
+    return [""] + [f"0.{i:03d}" for i in range(1, 1000)]
+
+
+def book_hash_wire(
+    market: str, asset_id: str, timestamp: str, bids: Sequence[tuple[str, str]], asks: Sequence[tuple[str, str]],
+    min_order_size: str, tick_size: str, neg_risk: bool, last_trade_price: str, version: str = "",
+) -> str:  # fmt: skip
+    """The reference form, from wire strings (bids ascending, asks descending as sent)."""
+    payload = {
+        "market": market, "asset_id": asset_id, "timestamp": timestamp, "hash": "",
+        "bids": [{"price": p, "size": s} for p, s in bids],
+        "asks": [{"price": p, "size": s} for p, s in asks],
+        "min_order_size": min_order_size, "tick_size": tick_size, "neg_risk": neg_risk,
+        "last_trade_price": last_trade_price,
+    }  # fmt: skip
+    if version:
+        payload["version"] = version
+    return _sha1(json.dumps(payload, separators=(",", ":")).encode()).hexdigest()
+
+
+def _frag(price: int, size: int) -> bytes:
+    return b'{"price":"%s","size":"%s"}' % (units_str(price).encode(), units_str(size).encode())
+
+
+def _q(s: str) -> bytes:
+    return json.dumps(s).encode()
+
+
+class HashCache:
+    """Incremental renderer of one book's hash payload.
+
+    ``set_bid``/``set_ask`` mirror the book's changes (size 0 removes); ``digest`` hashes the
+    current levels with the given timestamp and market fields. Levels are passed in sorted
+    order by the caller's book (``bid_prices`` ascending, ``ask_prices`` ascending).
+    """
+
+    __slots__ = ("head", "bid_frag", "ask_frag", "bids_joined", "asks_joined")
+
+    def __init__(self, market: str, asset_id: str) -> None:
+        self.head = b'{"market":%s,"asset_id":%s,"timestamp":"' % (_q(market), _q(asset_id))
+        self.bid_frag: dict[int, bytes] = {}
+        self.ask_frag: dict[int, bytes] = {}
+        self.bids_joined: bytes | None = b""
+        self.asks_joined: bytes | None = b""
+
+    def reset(self, bids: Iterable[tuple[int, int]], asks: Iterable[tuple[int, int]]) -> None:
+        self.bid_frag = {p: _frag(p, s) for p, s in bids if s > 0}
+        self.ask_frag = {p: _frag(p, s) for p, s in asks if s > 0}
+        self.bids_joined = self.asks_joined = None
+
+    def set_bid(self, price: int, size: int) -> None:
+        if size > 0:
+            self.bid_frag[price] = _frag(price, size)
+        else:
+            self.bid_frag.pop(price, None)
+        self.bids_joined = None
+
+    def set_ask(self, price: int, size: int) -> None:
+        if size > 0:
+            self.ask_frag[price] = _frag(price, size)
+        else:
+            self.ask_frag.pop(price, None)
+        self.asks_joined = None
+
+    def digest(self, timestamp: str, bid_prices: Iterable[int], ask_prices_desc: Iterable[int], tail: bytes) -> str:
+        """``tail`` is :func:`hash_tail` of the market fields."""
+        bj = self.bids_joined
+        if bj is None:
+            bj = self.bids_joined = b",".join(map(self.bid_frag.__getitem__, bid_prices))
+        aj = self.asks_joined
+        if aj is None:
+            aj = self.asks_joined = b",".join(map(self.ask_frag.__getitem__, ask_prices_desc))
+        return _sha1(b"".join((self.head, timestamp.encode(), b'","hash":"","bids":[', bj, b'],"asks":[', aj, tail))).hexdigest()
+
+
+def hash_tail(min_order_size: str, tick_size: str, neg_risk: bool, last_trade_price: str, version: str = "") -> bytes:
+    """The part of the payload after the asks: ``],"min_order_size":...}``."""
+    t = b'],"min_order_size":%s,"tick_size":%s,"neg_risk":%s,"last_trade_price":%s' % (
+        _q(min_order_size), _q(tick_size), b"true" if neg_risk else b"false", _q(last_trade_price))
+    if version:
+        t += b',"version":%s' % _q(version)
+    return t + b"}"
