@@ -224,3 +224,21 @@ def test_notional_examples() -> None:
     assert notional(450_000, 10_000_000) == 4_500_000  # 0.45 x 10 shares = 4.5 USDC
     assert notional(333_333, 3) == 0
     assert notional_up(333_333, 3) == 1
+
+
+@given(st.integers(min_value=0, max_value=9_999_999_999_999_999), st.integers(min_value=0, max_value=6))
+def test_wire_fast_parser_is_exact(units, decimals):
+    """The market-data fast path (float for short decimals) equals the strict parser."""
+    from adapters.polymarket.wire import _exact
+
+    units -= units % 10 ** (6 - decimals)  # at most `decimals` decimals
+    text = from_units(units)
+    assert _exact(text) == to_units(text) == units
+
+
+@pytest.mark.parametrize("text", ["1e3", "0x10", "1_000", " 1", "١٢", "1.2.3", "", ".", "1.1234567", "+1"])
+def test_wire_fast_parser_refuses_what_the_strict_one_refuses(text):
+    from adapters.polymarket.wire import _exact
+
+    with pytest.raises(ValueError):
+        _exact(text)
