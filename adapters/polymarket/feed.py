@@ -1,0 +1,713 @@
+"""The Polymarket market-channel WebSocket feed.
+
+Every frame received on the market socket (JSON object, JSON array, the text ``PONG``, garbage,
+binary) is forwarded untouched, as its bytes, through the kernel's one door, stamped with the
+live clock. The feed itself decodes only what liveness needs: which assets got their ``book``
+dump.
+
+* **Sharding.** The assets are split into shards of ``shard_size`` (Polymarket silently stops
+  sending snapshots beyond ~500 assets per connection); each shard has its own connection.
+* **Liveness.** A text ``PING`` goes out every ``ping_interval_s``; a PING left without a
+  ``PONG`` for ``pong_timeout_s`` means the connection is dead. An asset subscribed on a
+  connection that has not had its ``book`` within ``dump_timeout_s`` means the subscription
+  silently failed. Either way the connection is replaced. A quiet book is *not* a sign of
+  anything: quiet markets are normal.
+* **Loss.** A lost connection is reported as ``FeedDisconnected`` (with the shard's assets, whose
+  books the kernel then marks unhealthy) and replaced after an exponential backoff with jitter
+  (reset after a healthy connection: all dumps received and a PONG seen). The resubscription's
+  dump restores the books.
+* **Dynamic subscription.** :meth:`MarketFeed.subscribe` / :meth:`MarketFeed.unsubscribe` add
+  assets to a shard with room (or open a new connection) and send the ``operation`` messages on
+  the open socket.
+* **Resync.** Attached to a kernel, the feed listens to ``BookHealth``: an asset of ours reported
+  unhealthy for a reason other than a reconnect (those are restored by the dump) is fetched from
+  REST ``POST /books`` (batched, rate-limited per asset, retried with backoff) and the raw
+  response body is sent as source ``polymarket.book``.
+
+    [[feeds]]
+    kind = "polymarket"
+    params = { assets = ["7153...", "1029..."], shard_size = 200 }
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import random
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Annotated, Any
+
+import aiohttp
+import anyio
+import anyio.lowlevel
+import attrs
+import msgspec
+from anyio.abc import ObjectSendStream, TaskGroup
+from loguru import logger
+
+from polybot.clock import Clock
+from polybot.events import BookHealth, FeedConnected, FeedDisconnected
+from polybot.feeds import Feed
+from polybot.kernel import InboundRecord
+from polybot.strategy import StrategyParams, convert_params
+
+__all__ = ["BooksFetchError", "MarketFeed", "book_asset_ids"]
+
+#: Most assets Polymarket serves on one market connection (beyond it: no snapshots).
+MAX_SHARD_SIZE = 500
+#: Largest frame accepted (an initial dump of a few hundred deep books is a few MB).
+MAX_FRAME_BYTES = 64 * 1024 * 1024
+#: REST request timeout and attempts (the first included) for POST /books.
+REST_TIMEOUT_S = 10.0
+REST_ATTEMPTS = 5
+#: Bound of a graceful websocket close; after it the transport is simply dropped.
+CLOSE_TIMEOUT_S = 1.0
+
+_WS_DECODE_TEXT = "decode_text" in inspect.signature(aiohttp.ClientSession.ws_connect).parameters
+_PONG = b"PONG"
+
+PosFloat = Annotated[float, msgspec.Meta(gt=0)]
+
+
+# ---------------------------------------------------------------------------------- frame peek
+
+
+class _BookRef(msgspec.Struct):
+    event_type: str = ""
+    asset_id: str = ""
+
+
+_ONE_REF = msgspec.json.Decoder(_BookRef)
+_REF_LIST = msgspec.json.Decoder(list[_BookRef])
+_RAW_LIST = msgspec.json.Decoder(list[msgspec.Raw])
+
+
+def book_asset_ids(frame: bytes) -> list[str]:
+    """Asset ids of the ``book`` events in a frame (an object or an array of them); ``[]`` for
+    anything else. Cheap (only ``event_type``/``asset_id`` are decoded) and never raises."""
+    try:
+        if frame[:1] == b"[":
+            try:
+                refs = _REF_LIST.decode(frame)
+            except msgspec.ValidationError:  # one odd element must not hide the others
+                refs = []
+                for raw in _RAW_LIST.decode(frame):
+                    try:
+                        refs.append(_ONE_REF.decode(raw))
+                    except msgspec.DecodeError:
+                        pass
+        elif b'"book"' in frame:
+            refs = [_ONE_REF.decode(frame)]
+        else:
+            return []
+    except (msgspec.DecodeError, TypeError, ValueError):
+        return []
+    return [r.asset_id for r in refs if r.event_type == "book" and r.asset_id]
+
+
+# ---------------------------------------------------------------------------------- state
+
+
+class BooksFetchError(Exception):
+    """POST /books failed: ``status`` is the HTTP status (0: transport error); ``retryable``
+    tells whether trying again later may help (429, 5xx, transport) or not (other 4xx)."""
+
+    def __init__(self, message: str, status: int = 0, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retryable = retryable
+
+
+@attrs.define(eq=False)
+class _Conn:
+    """One connection attempt of a shard."""
+
+    shard: int
+    opened_at: float = 0.0
+    ws: Any = None
+    out: Any = None  # MemoryObjectSendStream[str]: every outgoing text goes through it, in order
+    scope: anyio.CancelScope | None = None
+    pending: dict[str, float] = attrs.Factory(dict)  # asset -> dump deadline
+    ping_since: float | None = None  # time of the oldest PING not yet answered
+    pongs: int = 0
+    dumps: int = 0
+    kind: str = ""  # why it ended: closed | error | send_failed | pong_timeout | dump_timeout | idle
+    detail: str = ""
+
+    @property
+    def open(self) -> bool:
+        return self.out is not None and self.scope is not None and not self.scope.cancel_called
+
+    def fail(self, kind: str, detail: str) -> None:
+        if not self.kind:
+            self.kind, self.detail = kind, detail
+        if self.scope is not None:
+            self.scope.cancel()
+
+    def send_text(self, text: str) -> None:
+        self.out.send_nowait(text)
+
+
+@attrs.define(eq=False)
+class _Shard:
+    index: int
+    assets: dict[str, None] = attrs.Factory(dict)  # an ordered set
+    conn: _Conn | None = None
+    wake: anyio.Event | None = None
+    started: bool = False
+
+
+def _door_closed(exc: BaseException) -> bool:
+    """True if ``exc`` is (or groups only) the kernel's door being closed: time to stop."""
+    if isinstance(exc, (anyio.BrokenResourceError, anyio.ClosedResourceError)):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_door_closed(e) for e in exc.exceptions)
+    return False
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        return _describe(exc.exceptions[0])
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+# ---------------------------------------------------------------------------------- the feed
+
+
+class MarketFeed(Feed):
+    kind = "polymarket"
+
+    class Params(StrategyParams):
+        ws_url: str = "wss://ws-subscriptions-clob.polymarket.com/ws/market"
+        rest_url: str = "https://clob.polymarket.com"
+        assets: list[str] = []
+        shard_size: Annotated[int, msgspec.Meta(ge=1, le=MAX_SHARD_SIZE)] = 200
+        ping_interval_s: PosFloat = 10.0
+        pong_timeout_s: PosFloat = 30.0
+        dump_timeout_s: PosFloat = 15.0
+        backoff_initial_s: PosFloat = 1.0
+        backoff_max_s: PosFloat = 60.0
+        custom_feature_enabled: bool = True
+        resync_rest: bool = True
+        resync_min_interval_s: Annotated[float, msgspec.Meta(ge=0)] = 2.0
+        rest_batch: Annotated[int, msgspec.Meta(ge=1)] = 50
+        source: str = "polymarket.market"
+
+    #: BookHealth reasons that a reconnect's dump repairs: no REST resync for those.
+    RECONNECT_REASONS: tuple[str, ...] = ("disconnect", "reconnect")
+
+    def __init__(self, name: str = "polymarket", params: Any = None) -> None:
+        if params is None:
+            params = self.Params()
+        elif isinstance(params, Mapping):
+            try:
+                params = convert_params(self.Params, dict(params))
+            except msgspec.ValidationError as exc:
+                raise ValueError(f"polymarket feed {name!r}: params: {exc}") from None
+        _validate(name, params)
+        super().__init__(name, params)
+        self.stats: dict[str, Any] = {
+            "frames": 0, "binary_frames": 0, "bytes": 0, "connects": 0, "disconnects": 0,
+            "reconnects": Counter(), "pings": 0, "pongs": 0, "dumps": 0, "subscribes": 0,
+            "unsubscribes": 0, "resync_requests": 0, "resyncs": 0, "resync_posts": 0,
+            "resync_errors": 0,
+        }  # fmt: skip
+        self._rng = random.Random()
+        self._shards: list[_Shard] = []
+        self._where: dict[str, _Shard] = {}
+        self._tg: TaskGroup | None = None
+        self._send: ObjectSendStream[InboundRecord] | None = None
+        self._clock: Clock | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._kernel: Any = None
+        self._resync_queue: dict[str, None] = {}
+        self._resync_wake: anyio.Event | None = None
+        self._last_resync: dict[str, float] = {}
+        self._resync_started = False
+        dupes = self._add(params.assets)[1]
+        if dupes:
+            logger.warning("polymarket feed {}: {} duplicate asset(s) in params.assets ignored", name, dupes)
+
+    # ------------------------------------------------------------------------------ public API
+
+    @property
+    def assets(self) -> list[str]:
+        """Every subscribed asset, shard by shard."""
+        return [a for s in self._shards for a in s.assets]
+
+    @property
+    def shards(self) -> list[list[str]]:
+        """The assets of each shard (one connection each)."""
+        return [list(s.assets) for s in self._shards]
+
+    def attach(self, kernel: Any) -> None:
+        """Listen to the kernel's ``BookHealth`` events to resync unhealthy books over REST."""
+        self._kernel = kernel
+        kernel.bus.subscribe(BookHealth, self._on_book_health)
+        if self._tg is not None:
+            self._start_resync()
+
+    async def run(self, send: ObjectSendStream[InboundRecord], clock: Clock) -> None:
+        p = self.params
+        self._send, self._clock = send, clock
+        timeout = aiohttp.ClientTimeout(total=None, connect=REST_TIMEOUT_S, sock_connect=REST_TIMEOUT_S)
+        session = aiohttp.ClientSession(timeout=timeout)
+        self._session = session
+        logger.info("polymarket feed {}: {} asset(s) on {} connection(s) to {}",
+                    self.name, len(self._where), len(self._shards), p.ws_url)  # fmt: skip
+        try:
+            async with send:
+                async with anyio.create_task_group() as tg:
+                    self._tg = tg
+                    for shard in self._shards:
+                        self._start_shard(shard)
+                    self._start_resync()
+                    await anyio.sleep_forever()
+        except BaseException as exc:
+            if not _door_closed(exc):
+                raise
+            logger.info("polymarket feed {}: the kernel's input stream is closed; stopping", self.name)
+        finally:
+            self._tg = None
+            self._session = None
+            with anyio.CancelScope(shield=True):
+                await session.close()
+            s = self.stats
+            logger.info("polymarket feed {}: stopped: {} frames, {} connects, reconnects {}, "
+                        "{} pings / {} pongs, {} dumps, {} resyncs in {} POSTs ({} errors)",
+                        self.name, s["frames"], s["connects"], dict(s["reconnects"]), s["pings"],
+                        s["pongs"], s["dumps"], s["resyncs"], s["resync_posts"], s["resync_errors"])  # fmt: skip
+
+    async def subscribe(self, assets: Iterable[str]) -> None:
+        """Subscribe to more assets (already subscribed ones are ignored)."""
+        self.subscribe_nowait(assets)
+        await anyio.lowlevel.checkpoint()
+
+    async def unsubscribe(self, assets: Iterable[str]) -> None:
+        """Stop receiving ``assets`` (unknown ones are ignored)."""
+        self.unsubscribe_nowait(assets)
+        await anyio.lowlevel.checkpoint()
+
+    def subscribe_nowait(self, assets: Iterable[str]) -> None:
+        """Synchronous :meth:`subscribe`, for code on the feed's event loop (not thread-safe):
+        the messages are queued on the sockets and new connections are scheduled."""
+        assets = [assets] if isinstance(assets, str) else list(assets)
+        for a in assets:
+            if not isinstance(a, str) or not a:
+                raise ValueError(f"polymarket feed {self.name!r}: subscribe: bad asset id {a!r}")
+        added, _ = self._add(assets)
+        if not added:
+            return
+        self.stats["subscribes"] += 1
+        now = anyio.current_time() if self._tg is not None else 0.0
+        p = self.params
+        for shard, new in added.items():
+            conn = shard.conn
+            if conn is not None and conn.open:
+                for a in new:
+                    conn.pending[a] = now + p.dump_timeout_s
+                msg = {"operation": "subscribe", "assets_ids": new, "custom_feature_enabled": p.custom_feature_enabled}
+                conn.send_text(msgspec.json.encode(msg).decode())
+            elif shard.wake is not None:
+                shard.wake.set()
+            if self._tg is not None and not shard.started:
+                self._start_shard(shard)
+        logger.info("polymarket feed {}: subscribed {} asset(s) ({} connection(s))",
+                    self.name, sum(map(len, added.values())), len(self._shards))  # fmt: skip
+
+    def unsubscribe_nowait(self, assets: Iterable[str]) -> None:
+        """Synchronous :meth:`unsubscribe` (not thread-safe)."""
+        assets = [assets] if isinstance(assets, str) else list(assets)
+        removed: dict[_Shard, list[str]] = {}
+        for a in dict.fromkeys(assets):
+            shard = self._where.pop(a, None)
+            if shard is None:
+                continue
+            del shard.assets[a]
+            self._resync_queue.pop(a, None)
+            removed.setdefault(shard, []).append(a)
+        if not removed:
+            return
+        self.stats["unsubscribes"] += 1
+        for shard, gone in removed.items():
+            conn = shard.conn
+            if conn is None or not conn.open:
+                continue
+            for a in gone:
+                conn.pending.pop(a, None)
+            if shard.assets:
+                conn.send_text(msgspec.json.encode({"operation": "unsubscribe", "assets_ids": gone}).decode())
+            else:
+                conn.fail("idle", "no assets left")
+        logger.info("polymarket feed {}: unsubscribed {} asset(s)", self.name, sum(map(len, removed.values())))
+
+    async def fetch_books(self, assets: Sequence[str]) -> bytes:
+        """``POST {rest_url}/books`` for ``assets`` in one request (callers batch: the venue
+        refuses large payloads) and return the raw response body. 429, 5xx and transport errors
+        are retried with backoff (``Retry-After`` honoured); raises :class:`BooksFetchError`."""
+        p = self.params
+        body = msgspec.json.encode([{"token_id": a} for a in assets])
+        url = p.rest_url.rstrip("/") + "/books"
+        session = self._session
+        if session is None or session.closed:
+            async with aiohttp.ClientSession() as own:
+                return await self._post_books(own, url, body)
+        return await self._post_books(session, url, body)
+
+    # ------------------------------------------------------------------------------ shards
+
+    def _add(self, assets: Iterable[str]) -> tuple[dict[_Shard, list[str]], int]:
+        """Place new assets in shards with room (then new shards). Returns the additions by
+        shard and the number of duplicates skipped."""
+        size = self.params.shard_size
+        added: dict[_Shard, list[str]] = {}
+        dupes = 0
+        free = iter([s for s in self._shards if len(s.assets) < size])
+        shard = next(free, None)
+        for a in assets:
+            if a in self._where:
+                dupes += 1
+                continue
+            while shard is not None and len(shard.assets) >= size:
+                shard = next(free, None)
+            if shard is None:
+                shard = _Shard(len(self._shards))
+                self._shards.append(shard)
+            shard.assets[a] = None
+            self._where[a] = shard
+            added.setdefault(shard, []).append(a)
+        return added, dupes
+
+    def _start_shard(self, shard: _Shard) -> None:
+        assert self._tg is not None
+        shard.started = True
+        self._tg.start_soon(self._shard_loop, shard, name=f"{self.name}-shard-{shard.index}")
+
+    async def _shard_loop(self, shard: _Shard) -> None:
+        p = self.params
+        assert self._send is not None and self._clock is not None
+        send, clock = self._send, self._clock
+        backoff = p.backoff_initial_s
+        while True:
+            if not shard.assets:
+                shard.wake = anyio.Event()
+                await shard.wake.wait()
+                shard.wake = None
+                continue
+            try:
+                conn = await self._connection(shard)
+                if conn.kind == "idle":
+                    logger.info("polymarket feed {}: shard {} closed: no assets left", self.name, shard.index)
+                    continue
+                self.stats["reconnects"][conn.kind] += 1
+                if conn.opened_at > 0 and not conn.pending and conn.pongs > 0:
+                    backoff = p.backoff_initial_s  # it was healthy: start the backoff over
+                delay = backoff / 2 + self._rng.uniform(0, backoff / 2)
+                backoff = min(backoff * 2, p.backoff_max_s)
+                if conn.opened_at > 0:
+                    self.stats["disconnects"] += 1
+                    ts = clock.now()
+                    detail = f"shard {shard.index}: {conn.kind}: {conn.detail}"
+                    ev = FeedDisconnected(ts=ts, feed=self.name, detail=detail, asset_ids=tuple(shard.assets))
+                    await send.send(InboundRecord(ts, "events", ev))
+                logger.warning("polymarket feed {}: shard {} {}: {}; reconnecting in {:.2f}s",
+                               self.name, shard.index, conn.kind, conn.detail, delay)  # fmt: skip
+            except Exception as exc:  # noqa: BLE001 - a bug here must not end the feed
+                if _door_closed(exc):
+                    raise
+                logger.opt(exception=exc).error("polymarket feed {}: shard {} failed; restarting it",
+                                                self.name, shard.index)  # fmt: skip
+                self.stats["reconnects"]["internal_error"] += 1
+                delay = backoff
+                backoff = min(backoff * 2, p.backoff_max_s)
+            await anyio.sleep(delay)
+
+    async def _connection(self, shard: _Shard) -> _Conn:
+        """One connection: connect, subscribe, forward until it fails. Returns why it ended."""
+        p = self.params
+        assert self._send is not None and self._clock is not None and self._session is not None
+        send, clock = self._send, self._clock
+        conn = _Conn(shard.index)
+        kw: dict[str, Any] = {"autoping": True, "max_msg_size": MAX_FRAME_BYTES}
+        if _WS_DECODE_TEXT:
+            kw["decode_text"] = False
+        try:
+            ws = await self._session.ws_connect(p.ws_url, **kw)
+        except Exception as exc:  # noqa: BLE001 - any failure to connect is retried
+            if _door_closed(exc):
+                raise
+            conn.kind, conn.detail = "connect_failed", _describe(exc)
+            return conn
+        out_send, out_recv = anyio.create_memory_object_stream[str](math.inf)
+        try:
+            now = anyio.current_time()
+            conn.ws, conn.out, conn.opened_at = ws, out_send, now
+            assets = list(shard.assets)
+            conn.pending = dict.fromkeys(assets, now + p.dump_timeout_s)
+            async with anyio.create_task_group() as tg:
+                conn.scope = tg.cancel_scope
+                shard.conn = conn  # from here subscribe() talks to this socket, after this message:
+                conn.send_text(msgspec.json.encode(
+                    {"assets_ids": assets, "type": "market", "custom_feature_enabled": p.custom_feature_enabled}
+                ).decode())  # fmt: skip
+                tg.start_soon(self._writer, conn, out_recv)
+                self.stats["connects"] += 1
+                ts = clock.now()
+                detail = f"shard {shard.index}: {len(assets)} assets"
+                await send.send(InboundRecord(ts, "events", FeedConnected(ts=ts, feed=self.name, detail=detail)))
+                logger.info("polymarket feed {}: connected {}", self.name, detail)
+                tg.start_soon(self._keepalive, conn)
+                await self._reader(conn)
+        except Exception as exc:  # noqa: BLE001 - one connection's failure never kills the feed
+            if _door_closed(exc):
+                raise
+            if not conn.kind:
+                conn.kind, conn.detail = "error", _describe(exc)
+                logger.opt(exception=exc).debug("polymarket feed {}: shard {} error", self.name, shard.index)
+        finally:
+            if shard.conn is conn:
+                shard.conn = None
+            out_send.close()
+            out_recv.close()
+            with anyio.move_on_after(CLOSE_TIMEOUT_S, shield=True):
+                await ws.close()  # if it times out, aiohttp drops the transport
+        return conn
+
+    async def _writer(self, conn: _Conn, recv: Any) -> None:
+        try:
+            async for text in recv:
+                await conn.ws.send_str(text)
+        except Exception as exc:  # noqa: BLE001
+            conn.fail("send_failed", _describe(exc))
+
+    async def _reader(self, conn: _Conn) -> None:
+        assert self._send is not None and self._clock is not None
+        send, clock, source, stats = self._send, self._clock, self.params.source, self.stats
+        ws = conn.ws
+        text_t, binary_t = aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY
+        while True:
+            msg = await ws.receive()
+            t = msg.type
+            if t is text_t or t is binary_t:
+                ts = clock.now()
+                data = msg.data
+                if data.__class__ is str:
+                    data = data.encode()
+                elif data.__class__ is not bytes:
+                    data = bytes(data)
+                stats["frames"] += 1
+                stats["bytes"] += len(data)
+                if t is binary_t:
+                    stats["binary_frames"] += 1
+                if len(data) <= 6 and data.strip() == _PONG:
+                    conn.pongs += 1
+                    conn.ping_since = None
+                    stats["pongs"] += 1
+                elif conn.pending and (data[:1] == b"[" or b'"book"' in data):
+                    self._dumped(conn, data)
+                await send.send(InboundRecord(ts, source, data))
+            elif t in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED):
+                code = ws.close_code if ws.close_code is not None else msg.data
+                conn.fail("closed", f"closed by the server (code {code})")
+                return
+            elif t is aiohttp.WSMsgType.ERROR:
+                conn.fail("error", _describe(msg.data) if isinstance(msg.data, BaseException) else str(msg.data))
+                return
+            # control frames (ping/pong) are answered by aiohttp: nothing to do
+
+    def _dumped(self, conn: _Conn, frame: bytes) -> None:
+        pending = conn.pending
+        n = 0
+        for a in book_asset_ids(frame):
+            if pending.pop(a, None) is not None:
+                n += 1
+        if n:
+            conn.dumps += n
+            self.stats["dumps"] += n
+            if not pending:
+                logger.info("polymarket feed {}: shard {}: book dumps received ({} this connection)",
+                            self.name, conn.shard, conn.dumps)  # fmt: skip
+
+    async def _keepalive(self, conn: _Conn) -> None:
+        """PING on schedule; replace the connection on a missing PONG or a missing dump."""
+        p = self.params
+        step = min(p.ping_interval_s, p.pong_timeout_s, p.dump_timeout_s) / 4
+        next_ping = conn.opened_at + p.ping_interval_s
+        while True:
+            now = anyio.current_time()
+            if now >= next_ping:
+                conn.send_text("PING")
+                self.stats["pings"] += 1
+                if conn.ping_since is None:
+                    conn.ping_since = now
+                next_ping += p.ping_interval_s
+                if next_ping <= now:
+                    next_ping = now + p.ping_interval_s
+            if conn.ping_since is not None and now - conn.ping_since >= p.pong_timeout_s:
+                conn.fail("pong_timeout", f"no PONG for {now - conn.ping_since:.2f}s")
+                return
+            wake = min(next_ping, now + step)
+            if conn.ping_since is not None:
+                wake = min(wake, conn.ping_since + p.pong_timeout_s)
+            if conn.pending:
+                first = min(conn.pending.values())
+                if first <= now:
+                    late = [a for a, d in conn.pending.items() if d <= now]
+                    conn.fail("dump_timeout", f"{len(late)} asset(s) without a book {p.dump_timeout_s}s after "
+                                              f"subscribing (first {late[0]})")  # fmt: skip
+                    return
+                wake = min(wake, first)
+            await anyio.sleep(max(0.0, wake - now))
+
+    # ------------------------------------------------------------------------------ resync
+
+    def _on_book_health(self, ev: BookHealth) -> None:
+        a = ev.asset_id
+        shard = self._where.get(a)
+        if shard is None:
+            return
+        if ev.healthy:
+            self._resync_queue.pop(a, None)
+            return
+        if not self.params.resync_rest:
+            return
+        reason = ev.reason.lower()
+        if any(r in reason for r in self.RECONNECT_REASONS):
+            return
+        conn = shard.conn
+        if conn is None or not conn.open or a in conn.pending:
+            return  # a dump is on its way (or comes with the next connection)
+        if a not in self._resync_queue:
+            self.stats["resync_requests"] += 1
+            self._resync_queue[a] = None
+            if self._resync_wake is not None:
+                self._resync_wake.set()
+
+    def _start_resync(self) -> None:
+        if self._kernel is None or not self.params.resync_rest or self._resync_started or self._tg is None:
+            return
+        self._resync_started = True
+        self._tg.start_soon(self._resync_loop, name=f"{self.name}-resync")
+
+    async def _resync_loop(self) -> None:
+        p = self.params
+        assert self._send is not None and self._clock is not None
+        send, clock = self._send, self._clock
+        try:
+            while True:
+                queue = self._resync_queue
+                if not queue:
+                    self._resync_wake = wake = anyio.Event()
+                    await wake.wait()
+                    continue
+                now = anyio.current_time()
+                ready: list[str] = []
+                next_due = math.inf
+                for a in list(queue):
+                    due = self._last_resync.get(a, -math.inf) + p.resync_min_interval_s
+                    if a not in self._where:
+                        del queue[a]
+                    elif due <= now:
+                        del queue[a]
+                        ready.append(a)
+                    else:
+                        next_due = min(next_due, due)
+                for i in range(0, len(ready), p.rest_batch):
+                    chunk = ready[i : i + p.rest_batch]
+                    started = anyio.current_time()
+                    for a in chunk:
+                        self._last_resync[a] = started
+                    try:
+                        body = await self.fetch_books(chunk)
+                    except BooksFetchError as exc:
+                        self.stats["resync_errors"] += 1
+                        if exc.retryable:
+                            for a in chunk:
+                                if a in self._where:
+                                    queue.setdefault(a, None)
+                        logger.warning("polymarket feed {}: resync of {} book(s) failed ({}){}", self.name,
+                                       len(chunk), exc, "; will retry" if exc.retryable else "")  # fmt: skip
+                        continue
+                    ts = clock.now()
+                    await send.send(InboundRecord(ts, "polymarket.book", body))
+                    self.stats["resync_posts"] += 1
+                    self.stats["resyncs"] += len(chunk)
+                    logger.info("polymarket feed {}: resynced {} book(s) over REST", self.name, len(chunk))
+                if not ready and next_due < math.inf:
+                    self._resync_wake = wake = anyio.Event()
+                    with anyio.move_on_after(max(0.0, next_due - now)):
+                        await wake.wait()
+        finally:
+            self._resync_started = False
+
+    async def _post_books(self, session: aiohttp.ClientSession, url: str, body: bytes) -> bytes:
+        p = self.params
+        backoff = p.backoff_initial_s
+        timeout = aiohttp.ClientTimeout(total=REST_TIMEOUT_S)
+        headers = {"Content-Type": "application/json"}
+        why = ""
+        status = 0
+        for attempt in range(1, REST_ATTEMPTS + 1):
+            wait = 0.0
+            try:
+                async with session.post(url, data=body, headers=headers, timeout=timeout) as resp:
+                    data = await resp.read()
+                    status = resp.status
+                    if 200 <= status < 300:
+                        return data
+                    why = f"HTTP {status}: {data[:200].decode(errors='replace')}"
+                    if status != 429 and status < 500:
+                        raise BooksFetchError(f"POST /books: {why}", status, retryable=False)
+                    wait = _retry_after(resp.headers.get("Retry-After"))
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                status, why = 0, _describe(exc)
+            if attempt == REST_ATTEMPTS:
+                break
+            delay = max(wait, backoff / 2 + self._rng.uniform(0, backoff / 2))
+            delay = min(delay, p.backoff_max_s)
+            backoff = min(backoff * 2, p.backoff_max_s)
+            logger.info("polymarket feed {}: POST /books attempt {} failed ({}); retrying in {:.2f}s",
+                        self.name, attempt, why, delay)  # fmt: skip
+            await anyio.sleep(delay)
+        raise BooksFetchError(f"POST /books failed {REST_ATTEMPTS} times, last: {why}", status, retryable=True)
+
+
+def _retry_after(value: str | None) -> float:
+    try:
+        return max(0.0, float(value)) if value else 0.0
+    except ValueError:
+        return 0.0
+
+
+def _validate(name: str, p: Any) -> None:
+    """Bounds the type system does not enforce on a directly built Params; errors name the field."""
+    where = f"polymarket feed {name!r}: params"
+
+    def bad(field: str, what: str) -> ValueError:
+        return ValueError(f"{where}.{field} {what}, got {getattr(p, field)!r}")
+
+    if not isinstance(p.shard_size, int) or not 1 <= p.shard_size <= MAX_SHARD_SIZE:
+        raise bad("shard_size", f"must be an integer from 1 to {MAX_SHARD_SIZE}")
+    if not isinstance(p.rest_batch, int) or p.rest_batch < 1:
+        raise bad("rest_batch", "must be an integer >= 1")
+    for f in ("ping_interval_s", "pong_timeout_s", "dump_timeout_s", "backoff_initial_s", "backoff_max_s"):
+        v = getattr(p, f)
+        if not isinstance(v, (int, float)) or not v > 0 or not math.isfinite(v):
+            raise bad(f, "must be a positive number of seconds")
+    v = p.resync_min_interval_s
+    if not isinstance(v, (int, float)) or not v >= 0 or not math.isfinite(v):
+        raise bad("resync_min_interval_s", "must be a number of seconds >= 0")
+    if p.backoff_max_s < p.backoff_initial_s:
+        raise bad("backoff_max_s", f"must be >= backoff_initial_s ({p.backoff_initial_s})")
+    if not p.ws_url.startswith(("ws://", "wss://")):
+        raise bad("ws_url", "must be a ws:// or wss:// URL")
+    if not p.rest_url.startswith(("http://", "https://")):
+        raise bad("rest_url", "must be an http:// or https:// URL")
+    if not p.source:
+        raise bad("source", "must not be empty")
+    for i, a in enumerate(p.assets):
+        if not isinstance(a, str) or not a:
+            raise ValueError(f"{where}.assets[{i}] must be a non-empty token id string, got {a!r}")
