@@ -18,6 +18,7 @@ from sortedcontainers import SortedDict
 from .units import SCALE
 
 Level = tuple[int, int]
+_dset = dict.__setitem__
 
 
 class OrderBook:
@@ -58,7 +59,10 @@ class OrderBook:
     def set_bid(self, price: int, size: int) -> None:
         bids = self.bids
         if size > 0:  # like replace(): a size <= 0 is no level
-            bids[price] = size
+            if price in bids:
+                _dset(bids, price, size)  # an existing level: the key order does not change
+            else:
+                bids[price] = size
             if price > self.best_bid:
                 self.best_bid = price
         elif price in bids:
@@ -69,7 +73,10 @@ class OrderBook:
     def set_ask(self, price: int, size: int) -> None:
         asks = self.asks
         if size > 0:
-            asks[price] = size
+            if price in asks:
+                _dset(asks, price, size)
+            else:
+                asks[price] = size
             if not self.best_ask or price < self.best_ask:
                 self.best_ask = price
         elif price in asks:
@@ -231,4 +238,5 @@ class Books:
         return [self._books[k].to_state() for k in sorted(self._books)]
 
     def restore(self, states: list[dict]) -> None:
-        self._books = {s["asset_id"]: OrderBook.from_state(s) for s in states}
+        self._books.clear()  # in place: the kernel holds this dict
+        self._books.update((s["asset_id"], OrderBook.from_state(s)) for s in states)

@@ -95,14 +95,24 @@ class _Frame(msgspec.Struct, kw_only=True):
     winning_outcome: str = ""
 
 
+class _PriceChange(msgspec.Struct):
+    """The hot path's frame: a current-schema price_change only."""
+
+    market: str = ""
+    price_changes: list[_Entry] = []
+    timestamp: str = ""
+    event_type: str = ""
+
+
 _FRAME = msgspec.json.Decoder(_Frame)
+_PRICE_CHANGE = msgspec.json.Decoder(_PriceChange)
 _FRAMES = msgspec.json.Decoder(list[_Frame])
 _ANY = msgspec.json.Decoder()
 
 # --------------------------------------------------------------------------- numbers
 
+_POW10 = tuple(10 ** (6 - n) for n in range(7))
 _PX: dict[str, int] = {}
-_SZ: dict[str, int] = {}
 _CACHE_MAX = 100_000
 
 
@@ -110,7 +120,7 @@ def _price(s: str) -> int:
     """A price strictly inside (0, 1), exact."""
     v = _PX.get(s)
     if v is None:
-        v = to_units(s)
+        v = _exact(s)
         if not 0 < v < SCALE:
             raise ValueError(f"price {s!r} outside (0, 1)")
         if len(_PX) < _CACHE_MAX:
@@ -118,15 +128,23 @@ def _price(s: str) -> int:
     return v
 
 
+def _exact(s: str) -> int:
+    """Plain decimal text -> base units, exact. The common forms take a fast path: digits with
+    at most 6 decimals and at most 16 characters are below 1e10, where the double nearest to
+    the text, times 1e6, is within 1e-5 of the exact integer, so rounding it is exact."""
+    if s.isdigit() and s.isascii():
+        return int(s) * SCALE
+    i = s.find(".")
+    if 0 < i and len(s) - i <= 7 and len(s) <= 16 and s.isascii() and s.replace(".", "", 1).isdigit():
+        return int(float(s) * 1e6 + 0.5)
+    return to_units(s)  # anything else: the strict parser decides (and names the problem)
+
+
 def _size(s: str) -> int:
     """A size >= 0, exact."""
-    v = _SZ.get(s)
-    if v is None:
-        v = to_units(s)
-        if v < 0:
-            raise ValueError(f"negative size {s!r}")
-        if len(_SZ) < _CACHE_MAX:
-            _SZ[s] = v
+    v = _exact(s)
+    if v < 0:
+        raise ValueError(f"negative size {s!r}")
     return v
 
 
@@ -150,7 +168,7 @@ def _tick(s: str) -> int:
 
 
 def _ms(s: str) -> int:
-    if not s.isdigit():
+    if not (s.isascii() and s.isdigit()):
         raise ValueError(f"timestamp {s!r} is not integer milliseconds")
     return int(s) * MS
 
@@ -286,7 +304,30 @@ class MarketDecoder:
     def decode(self, msg: bytes, ts: int) -> Sequence[Event]:
         c = msg[:1]
         if c == b"{":
-            return _apply([_FRAME.decode(msg)], ts, msg)
+            if b'"price_changes"' in msg:
+                p = _PRICE_CHANGE.decode(msg)
+                pcs = p.price_changes
+                if len(pcs) == 1 and p.event_type == "price_change":
+                    # the hot path: one level of one asset (else the general path, which also
+                    # names any problem precisely)
+                    e = pcs[0]
+                    side = _SIDE.get(e.side)
+                    t = p.timestamp
+                    px = _PX.get(e.price)
+                    bb = _PX.get(e.best_bid)  # type: ignore[arg-type]
+                    ba = _PX.get(e.best_ask)  # type: ignore[arg-type]
+                    sz = e.size
+                    if sz.isdigit() and sz.isascii():
+                        sz = int(sz) * SCALE
+                    else:
+                        i = sz.find(".")
+                        if 0 < i and len(sz) - i <= 7 and len(sz) <= 16 and sz.isascii() and sz.replace(".", "", 1).isdigit():
+                            sz = int(float(sz) * 1e6 + 0.5)  # exact here: see _exact
+                    if side is not None and px and bb and ba and sz.__class__ is int and t.isdigit():
+                        return (BookDelta(ts=ts, asset_id=e.asset_id, market=p.market, exchange_ts=int(t) * MS,
+                                          side=side, price=px, size=sz, best_bid=bb, best_ask=ba, hash=e.hash),)  # type: ignore[arg-type]  # fmt: skip
+            f = _FRAME.decode(msg)
+            return _apply([f], ts, msg)
         if c == b"[":
             return _apply(_FRAMES.decode(msg), ts, msg)
         if c == b'"':  # a text frame, journaled as a JSON string ("PONG")
