@@ -24,7 +24,7 @@ from loguru import logger
 from .clock import LiveClock
 from .config import Config, ConfigError, describe_validation_error
 from .feeds import Feed
-from .journal import JournalWriter
+from .journal import JournalWriter, RotatingJournalWriter
 from .kernel import InboundRecord, Kernel
 from .recovery import SNAPSHOT_FILE, recover, write_snapshot
 from .strategy import convert_params
@@ -53,7 +53,8 @@ def build_feeds(cfg: Config) -> list[Feed]:
 
 
 class Daemon:
-    def __init__(self, cfg: Config, *, record_only: bool = False, journal_path: str | None = None) -> None:
+    def __init__(self, cfg: Config, *, record_only: bool = False, journal_path: str | None = None,
+                 rotate_bytes: int = 0, rotate_seconds: float = 0) -> None:  # fmt: skip
         self.cfg = cfg
         self.clock = LiveClock()
         self.data_dir = Path(cfg.engine.data_dir)
@@ -63,6 +64,7 @@ class Daemon:
         self.feeds = build_feeds(cfg)
         self.executor = build_executor(cfg)
         self.record_only = record_only
+        self.rotate = (rotate_bytes, rotate_seconds)
         self.kernel: Kernel = build_kernel(cfg, executor=self.executor, only_strategies=[] if record_only else None)
         self.inputs_since_snapshot = 0
         self._timers_changed = anyio.Event()
@@ -79,7 +81,12 @@ class Daemon:
             self.recovered = recover(k, self.journal_path, self.snapshot_path, self.cfg.replay.bare_source)
         else:
             self._rotate_previous()
-        if self.cfg.engine.journal:
+        if self.record_only and any(self.rotate):
+            w = RotatingJournalWriter(self.journal_path, self.rotate[0], self.rotate[1], fsync=self.cfg.engine.fsync)
+            # each part starts from fresh book snapshots, so it replays on its own
+            w.on_rotate.append(lambda _p: [getattr(f, "request_snapshots", lambda: 0)() for f in self.feeds])
+            k.journal = w
+        elif self.cfg.engine.journal:
             k.journal = JournalWriter(self.journal_path, fsync=self.cfg.engine.fsync)
         k.timers.on_change.append(lambda _d: self._timers_changed.set())
 
@@ -266,9 +273,15 @@ class Daemon:
         self.executor.close()
         self.log_status()
         st = k.stats
-        return {"inputs": st.inputs, "intents": st.intents, "orders": st.orders, "fills": st.fills,
-                "open_orders": len(k.orders.open_orders()), "dropped": st.dropped,
-                "journal": str(self.journal_path) if k.journal is not None else None}  # fmt: skip
+        out = {"inputs": st.inputs, "intents": st.intents, "orders": st.orders, "fills": st.fills,
+               "open_orders": len(k.orders.open_orders()), "dropped": st.dropped,
+               "journal": str(k.journal.path) if k.journal is not None else None}  # fmt: skip
+        if isinstance(k.journal, RotatingJournalWriter):
+            out["parts"] = [str(p) for p in k.journal.parts]
+        healthy = sum(1 for _, b in k.books.items() if b.healthy)
+        out["books"] = {"total": len(k.books), "healthy": healthy,
+                        "hash_checks": k.integrity.summary()["total"]}  # fmt: skip
+        return out
 
 
 def run_daemon(cfg: Config, **kw: Any) -> dict[str, Any]:

@@ -183,7 +183,14 @@ class MarketFeed(Feed):
     class Params(StrategyParams):
         ws_url: str = "wss://ws-subscriptions-clob.polymarket.com/ws/market"
         rest_url: str = "https://clob.polymarket.com"
+        gamma_url: str = "https://gamma-api.polymarket.com"
         assets: list[str] = []
+        #: Markets to subscribe (both tokens), resolved through Gamma at start: slugs or
+        #: condition ids (0x + 64 hex). The Gamma responses are inputs (journaled), so a replay
+        #: knows the markets: tick size, min order size, neg-risk, fees.
+        markets: list[str] = []
+        #: Recurring series, e.g. "btc-updown-15m": the current and next windows' markets.
+        series: list[str] = []
         shard_size: Annotated[int, msgspec.Meta(ge=1, le=MAX_SHARD_SIZE)] = 200
         ping_interval_s: PosFloat = 10.0
         pong_timeout_s: PosFloat = 30.0
@@ -262,8 +269,11 @@ class MarketFeed(Feed):
             async with send:
                 async with anyio.create_task_group() as tg:
                     self._tg = tg
+                    if p.markets or p.series:
+                        await self._resolve(send, clock)
                     for shard in self._shards:
-                        self._start_shard(shard)
+                        if not shard.started:
+                            self._start_shard(shard)
                     self._start_resync()
                     await anyio.sleep_forever()
         except BaseException as exc:
@@ -280,6 +290,37 @@ class MarketFeed(Feed):
                         "{} pings / {} pongs, {} dumps, {} resyncs in {} POSTs ({} errors)",
                         self.name, s["frames"], s["connects"], dict(s["reconnects"]), s["pings"],
                         s["pongs"], s["dumps"], s["resyncs"], s["resync_posts"], s["resync_errors"])  # fmt: skip
+
+    async def _resolve(self, send: ObjectSendStream[InboundRecord], clock: Clock) -> None:
+        """Resolve ``markets``/``series`` through Gamma, send the responses through the door,
+        and subscribe every token. Retries with backoff until it succeeds (or is cancelled)."""
+        from .gamma import GammaClient, resolve_markets
+
+        p = self.params
+        slugs = [m for m in p.markets if not _is_condition_id(m)]
+        cids = [m for m in p.markets if _is_condition_id(m)]
+        delay = p.backoff_initial_s
+        while True:
+            try:
+                async with GammaClient(p.gamma_url, session=self._session) as client:
+                    infos, messages = await resolve_markets(client, slugs=slugs, condition_ids=cids, series=p.series,
+                                                            now_ns=clock.now(), ts=clock.now())  # fmt: skip
+                break
+            except Exception as exc:  # noqa: BLE001 - the feed must not die on a catalog hiccup
+                logger.warning("polymarket feed {}: resolving markets via {} failed ({}); retry in {:.1f} s",
+                               self.name, p.gamma_url, exc, delay)  # fmt: skip
+                await anyio.sleep(delay)
+                delay = min(delay * 2, p.backoff_max_s)
+        for m in messages:
+            await send.send(InboundRecord(clock.now(), "polymarket.gamma", m))
+        found = {i.slug for i in infos} | {i.market for i in infos}
+        missing = [m for m in p.markets if m not in found]
+        if missing:
+            logger.warning("polymarket feed {}: not found in the catalog: {}", self.name, ", ".join(missing))
+        tokens = [a for i in infos for a in i.asset_ids]
+        logger.info("polymarket feed {}: {} market(s) resolved, {} token(s)", self.name, len(infos), len(tokens))
+        if tokens:
+            self.subscribe_nowait(tokens)
 
     async def subscribe(self, assets: Iterable[str]) -> None:
         """Subscribe to more assets (already subscribed ones are ignored)."""
@@ -586,6 +627,18 @@ class MarketFeed(Feed):
             if self._resync_wake is not None:
                 self._resync_wake.set()
 
+    def request_snapshots(self, assets: Iterable[str] | None = None) -> int:
+        """Queue REST ``/books`` snapshots of ``assets`` (default: all subscribed ones), e.g.
+        when a recorder starts a new file. Returns how many were queued."""
+        n = 0
+        for a in self.assets if assets is None else assets:
+            if a in self._where and a not in self._resync_queue:
+                self._resync_queue[a] = None
+                n += 1
+        if n and self._resync_wake is not None:
+            self._resync_wake.set()
+        return n
+
     def _start_resync(self) -> None:
         if self._kernel is None or not self.params.resync_rest or self._resync_started or self._tg is None:
             return
@@ -711,3 +764,7 @@ def _validate(name: str, p: Any) -> None:
     for i, a in enumerate(p.assets):
         if not isinstance(a, str) or not a:
             raise ValueError(f"{where}.assets[{i}] must be a non-empty token id string, got {a!r}")
+
+
+def _is_condition_id(s: str) -> bool:
+    return len(s) == 66 and s.startswith("0x") and all(c in "0123456789abcdefABCDEF" for c in s[2:])
