@@ -45,12 +45,28 @@ def cmd_run(a: argparse.Namespace) -> int:
 
 
 def cmd_record(a: argparse.Namespace) -> int:
+    from .config import ConfigError, parse_config
     from .daemon import run_daemon
     from .logs import setup_logging
 
-    cfg = _load_cfg(a.config)
+    if a.config:
+        cfg = _load_cfg(a.config)
+    else:
+        split = lambda v: [x for s in v or [] for x in s.split(",") if x]  # noqa: E731
+        params: dict[str, Any] = {"markets": split(a.markets), "assets": split(a.assets), "series": split(a.series)}
+        if not any(params.values()):
+            return _fail("record: name what to record: --markets, --assets or --series (or --config)")
+        for k_, v in (("ws_url", a.ws_url), ("rest_url", a.rest_url), ("gamma_url", a.gamma_url)):
+            if v:
+                params[k_] = v
+        try:
+            cfg = parse_config({"engine": {"fsync": "never", "recover": False, "data_dir": a.data_dir},
+                                "feeds": [{"kind": "polymarket", "name": "polymarket", "params": params}]})  # fmt: skip
+        except ConfigError as exc:
+            return _fail(str(exc))
     setup_logging(a.log_level or cfg.logging.level, cfg.logging.json, cfg.logging.file)
-    summary = run_daemon(cfg, record_only=True, journal_path=a.out)
+    summary = run_daemon(cfg, record_only=True, journal_path=a.out,
+                         rotate_bytes=int(a.rotate_mb * 1e6), rotate_seconds=a.rotate_minutes * 60)  # fmt: skip
     sys.stdout.write(_json(summary) + "\n")
     return 0
 
@@ -189,6 +205,23 @@ def cmd_synth(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sim(a: argparse.Namespace) -> int:
+    from adapters.polymarket.sim import SimConfig, run_sim
+
+    from .logs import setup_logging
+
+    setup_logging(a.log_level or "INFO")
+    try:
+        cfg = SimConfig(host=a.host, port=a.port, seed=a.seed, n_markets=a.markets, rate=a.rate,
+                        tick_size=a.tick, recording=a.recording, speed=a.speed)  # fmt: skip
+    except ValueError as exc:
+        return _fail(str(exc))
+    try:
+        return run_sim(cfg)
+    except OSError as exc:  # e.g. the port is taken
+        return _fail(f"sim: {exc}")
+
+
 def cmd_version(a: argparse.Namespace) -> int:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -233,9 +266,20 @@ def build_parser() -> argparse.ArgumentParser:
                     help="format of a foreign capture (default: detected from the first line)")  # fmt: skip
     rp.set_defaults(fn=cmd_replay)
 
-    rc = sub.add_parser("record", help="record the configured feeds to a journal (no strategies)")
-    rc.add_argument("--config", required=True)
+    rc = sub.add_parser("record", help="record live Polymarket market data to a journal (no strategies)",
+                        description="Record the market channel (and the catalog and REST snapshots it uses) in the "
+                                    "journal format; replay it with `polybot replay`. Stop with Ctrl-C.")  # fmt: skip
+    rc.add_argument("--markets", action="append", help="market slugs or condition ids, comma separated (repeatable)")
+    rc.add_argument("--assets", action="append", help="token ids, comma separated (repeatable)")
+    rc.add_argument("--series", action="append", help="recurring series, e.g. btc-updown-15m (repeatable)")
     rc.add_argument("--out", required=True, help="journal file to write (.jsonl or .jsonl.gz)")
+    rc.add_argument("--rotate-mb", type=float, default=0, help="start a new part after this many MB (0 = never)")
+    rc.add_argument("--rotate-minutes", type=float, default=0, help="start a new part after this many minutes (0 = never)")
+    rc.add_argument("--config", help="record the feeds of this config instead of --markets/--assets")
+    rc.add_argument("--ws-url", help="market WebSocket URL (default: Polymarket's; e.g. a local `polybot sim`)")
+    rc.add_argument("--rest-url", help="CLOB REST URL (default: Polymarket's)")
+    rc.add_argument("--gamma-url", help="Gamma URL (default: Polymarket's)")
+    rc.add_argument("--data-dir", default="var/record", help="working directory for the recorder (default var/record)")
     rc.set_defaults(fn=cmd_record)
 
     st = sub.add_parser("state", help="print the state a restart would recover (positions, orders, risk state)")
@@ -269,6 +313,17 @@ def build_parser() -> argparse.ArgumentParser:
     sy.add_argument("--n", type=int, default=3000)
     sy.add_argument("--seed", type=int, default=7)
     sy.set_defaults(fn=cmd_synth)
+
+    sm = sub.add_parser("sim", help="run a local Polymarket exchange simulator (market WS, REST, Gamma)")
+    sm.add_argument("--host", default="127.0.0.1")
+    sm.add_argument("--port", type=int, default=8765, help="0 = any free port (default 8765)")
+    sm.add_argument("--seed", type=int, default=1)
+    sm.add_argument("--markets", type=int, default=3)
+    sm.add_argument("--rate", type=float, default=20.0, help="walk events per second, all markets")
+    sm.add_argument("--tick", default="0.01", choices=["0.01", "0.001"])
+    sm.add_argument("--recording", help="replay this recording's frames instead of the random walk")
+    sm.add_argument("--speed", type=float, default=1.0, help="recording pacing (0 = as fast as possible)")
+    sm.set_defaults(fn=cmd_sim)
 
     v = sub.add_parser("version", help="print the version")
     v.set_defaults(fn=cmd_version)

@@ -37,6 +37,7 @@ class EngineConfig(_C):
     on_shutdown: Literal["cancel", "leave"] = "cancel"  # open orders at shutdown
     client_id_prefix: str = "pb"
     recover: bool = True  # rebuild state from snapshot + journal on start
+    run_for_s: float = 0  # stop by itself after this long (0 = until SIGINT/SIGTERM or the feeds end)
 
 
 class LoggingConfig(_C):

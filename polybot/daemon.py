@@ -197,14 +197,21 @@ class Daemon:
         st = k.stats
         rate = f" {(st.inputs - last_inputs) / interval:,.0f} inputs/s" if interval else ""
         tops = []
-        for aid, b in list(k.books.items())[:4]:
+        books = list(k.books.items())
+        unhealthy = [(aid, b) for aid, b in books if not b.healthy]
+        for aid, b in (unhealthy + [x for x in books if x[1].healthy])[:4]:  # the unhealthy ones first
             tops.append(f"{aid[:10]}… {from_units(b.best_bid) if b.best_bid else '-'}/{from_units(b.best_ask) if b.best_ask else '-'}"
-                        f"{'' if b.healthy else ' UNHEALTHY'}")  # fmt: skip
+                        f"{'' if b.healthy else f' UNHEALTHY ({b.unhealthy_reason})'}")  # fmt: skip
+        if len(books) > 4:
+            tops.append(f"+{len(books) - 4} more")
+        hc = k.integrity.summary()["total"] if k.integrity.verify else {}
+        checks = f" | hash checks {hc.get('passed', 0)} ok, {hc.get('failed', 0)} failed" if k.integrity.verify else ""
         pf = k.portfolio
         logger.info(
-            "status: {} inputs{} | {} | books: {} | orders {} open, {} fills | realized {} fees {} | drops {}",
-            st.inputs, rate, k.trading_state, "; ".join(tops) or "none", len(k.orders.open_orders()), st.fills,
-            from_units(sum(p.realized for p in pf.positions.values())), from_units(pf.fees_paid()), st.dropped,
+            "status: {} inputs{} | {} | books {}/{} healthy: {}{} | orders {} open, {} fills | realized {} fees {} | drops {}",
+            st.inputs, rate, k.trading_state, len(books) - len(unhealthy), len(books), "; ".join(tops) or "none", checks,
+            len(k.orders.open_orders()), st.fills, from_units(sum(p.realized for p in pf.positions.values())),
+            from_units(pf.fees_paid()), st.dropped,
         )  # fmt: skip
         return st.inputs
 
@@ -213,6 +220,11 @@ class Daemon:
             await feed.run(send, self.clock)
         except Exception:  # noqa: BLE001 - one broken feed must not take the daemon down
             logger.exception("feed {} failed; it is stopped, the others keep running", feed.name)
+
+    async def _run_for(self, seconds: float, scope: anyio.CancelScope) -> None:
+        await anyio.sleep(seconds)
+        logger.info("ran for {:.0f} s (engine.run_for_s): shutting down", seconds)
+        scope.cancel()
 
     async def _signals(self, scope: anyio.CancelScope) -> None:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as sigs:
@@ -239,6 +251,8 @@ class Daemon:
             tg.start_soon(self._status)
             async with anyio.create_task_group() as feeds_tg:
                 feeds_tg.start_soon(self._signals, feeds_tg.cancel_scope)
+                if self.cfg.engine.run_for_s > 0:
+                    feeds_tg.start_soon(self._run_for, self.cfg.engine.run_for_s, feeds_tg.cancel_scope)
                 async with anyio.create_task_group() as inner:
                     for f in self.feeds:
                         f.attach(k)

@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 CLI = Path(sys.executable).parent / "polybot"
 RECORDING = REPO / "recordings" / "demo.jsonl.gz"
 
-#: The demo's strategy instance (config/demo.toml), as a TOML table.
+#: The demo's strategy instance (config/replay-demo.toml), as a TOML table.
 DIP_TOML = """
 [strategies.dip]
 class = "example_buy_below"

@@ -12,11 +12,11 @@ from typing import Any
 
 from proc_helpers import CLI, RECORDING, REPO, start_daemon, stop, wait_for
 
-DEMO = REPO / "config" / "demo.toml"
+DEMO = REPO / "config" / "replay-demo.toml"
 
 
 def demo_config(tmp_path: Path, *, speed: float, recover: bool = False, name: str = "demo.toml") -> Path:
-    """config/demo.toml with the data dir in ``tmp_path``, the recording by absolute path and the
+    """config/replay-demo.toml with the data dir in ``tmp_path``, the recording by absolute path and the
     player's speed changed (everything else as shipped)."""
     text = DEMO.read_text()
     subs = [
@@ -27,7 +27,7 @@ def demo_config(tmp_path: Path, *, speed: float, recover: bool = False, name: st
     ]
     for pat, rep in subs:
         text, n = re.subn(pat, lambda _m, rep=rep: rep, text)
-        assert n == 1, f"config/demo.toml changed shape: {pat!r} matched {n} times"
+        assert n == 1, f"config/replay-demo.toml changed shape: {pat!r} matched {n} times"
     cfg = tmp_path / name
     cfg.write_text(text)
     return cfg
