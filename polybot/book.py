@@ -203,9 +203,8 @@ class Books:
 
     def __init__(self) -> None:
         self._books: dict[str, OrderBook] = {}
-
-    def get(self, asset_id: str) -> OrderBook | None:
-        return self._books.get(asset_id)
+        #: ``get(asset_id) -> OrderBook | None`` (the dict's own method: no Python frame)
+        self.get = self._books.get
 
     def __getitem__(self, asset_id: str) -> OrderBook:
         return self._books[asset_id]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from .units import SCALE, from_units
 
@@ -116,6 +117,59 @@ class HashCache:
         if aj is None:
             aj = self.asks_joined = b",".join(map(self.ask_frag.__getitem__, ask_prices_desc))
         return _sha1(b"".join((self.head, timestamp.encode(), b'","hash":"","bids":[', bj, b'],"asks":[', aj, tail))).hexdigest()
+
+
+class BookHasher:
+    """The hash payload of one :class:`polybot.book.OrderBook`, kept in step with it.
+
+    Each side's level fragments sit in a list in price order (found by bisection in the book's
+    sorted dict), so a change re-renders one level and re-joins one side; the other side's
+    joined bytes are reused. Call :meth:`bid_changed`/:meth:`ask_changed` after every change
+    of the book, :meth:`reset` after a replace.
+    """
+
+    __slots__ = ("book", "head", "bid_list", "ask_list", "bids_joined", "asks_joined")
+
+    def __init__(self, book: Any) -> None:
+        self.book = book
+        self.head = b'{"market":%s,"asset_id":%s,"timestamp":"' % (_q(book.market), _q(book.asset_id))
+        self.reset()
+
+    def reset(self) -> None:
+        b = self.book
+        self.bid_list = [_frag(p, s) for p, s in b.bids.items()]  # ascending: the wire order
+        self.ask_list = [_frag(p, s) for p, s in b.asks.items()]  # ascending: joined reversed
+        self.bids_joined: bytes | None = None
+        self.asks_joined: bytes | None = None
+
+    def bid_changed(self, price: int, size: int) -> None:
+        _changed(self.book.bids, self.bid_list, price, size)
+        self.bids_joined = None
+
+    def ask_changed(self, price: int, size: int) -> None:
+        _changed(self.book.asks, self.ask_list, price, size)
+        self.asks_joined = None
+
+    def digest(self, timestamp: str, tail: bytes) -> str:
+        bj = self.bids_joined
+        if bj is None:
+            bj = self.bids_joined = b",".join(self.bid_list)
+        aj = self.asks_joined
+        if aj is None:
+            aj = self.asks_joined = b",".join(reversed(self.ask_list))
+        return _sha1(b"".join((self.head, timestamp.encode(), b'","hash":"","bids":[', bj, b'],"asks":[', aj, tail))).hexdigest()
+
+
+def _changed(levels: Any, lst: list[bytes], price: int, size: int) -> None:
+    """``levels`` (a SortedDict) already holds the change; bring ``lst`` in line with it."""
+    if size > 0:
+        i = levels.bisect_left(price)
+        if len(lst) < len(levels):
+            lst.insert(i, _frag(price, size))
+        else:
+            lst[i] = _frag(price, size)
+    elif len(lst) > len(levels):  # the level was removed
+        del lst[levels.bisect_left(price)]
 
 
 def hash_tail(min_order_size: str, tick_size: str, neg_risk: bool, last_trade_price: str, version: str = "") -> bytes:

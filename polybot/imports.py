@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import msgspec
 from loguru import logger
@@ -36,12 +37,14 @@ class _ReceivedAt(msgspec.Struct):
 class _Session(msgspec.Struct):
     t: str
     dir: str
-    data: str = ""
+    data: Any = ""  # a string for frames; an object for "close" records
 
 
 def iso_ns(s: str) -> int:
     """``2026-09-30T11:16:20.252Z`` -> ns since the epoch (UTC)."""
     d = datetime.fromisoformat(s.replace("Z", "+00:00"))
+    if d.tzinfo is None:
+        d = d.replace(tzinfo=timezone.utc)
     return int(d.timestamp()) * 1_000_000_000 + d.microsecond * 1000
 
 
@@ -95,7 +98,7 @@ class ForeignReader:
                     if isinstance(rec, _ReceivedAt):
                         ts, raw = iso_ns(rec.receivedAt), rec.payloadUtf8
                     else:
-                        if rec.dir != "recv":
+                        if rec.dir != "recv" or not isinstance(rec.data, str):
                             continue
                         ts, raw = iso_ns(rec.t), rec.data
                 except (msgspec.DecodeError, ValueError) as exc:

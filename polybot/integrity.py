@@ -2,13 +2,13 @@
 
 Polymarket states a hash of each book (PROTOCOL.md §1.8) in every subscription-dump book and on
 every ``price_change`` entry (the state after all changes with that timestamp). The kernel keeps
-a :class:`polybot.bookhash.HashCache` beside each book and, when verification is on, compares:
+a :class:`polybot.bookhash.BookHasher` beside each book and, when verification is on, compares:
 
 * a dump or REST book (it states ``last_trade_price``) when it arrives;
 * a ``price_change`` run when it ends: the decoder marks each asset's last entry of a frame
   (``run_end``); a mismatch there may be a run split across frames (the server sends the final
-  hash on every part), so it is only *pending* until a frame with another timestamp, a print,
-  a snapshot or the end of the replay settles it;
+  hash on every part), so it is only *pending* until a frame with another timestamp, a
+  snapshot or the end of the replay settles it (a print retries it with the printed price);
 * the market's last trade price, which the hash includes and which can change before its print
   arrives: the value from the dump; after a print at p, p or 1 - p; failing those, one search of
   "" and 0.001...0.999. Only when nothing verifies is it a divergence.
@@ -27,7 +27,7 @@ from typing import Any
 
 import msgspec
 
-from .bookhash import HashCache, hash_tail, ltp_candidates, ltp_str
+from .bookhash import BookHasher, hash_tail, ltp_candidates, ltp_str
 from .units import SCALE, from_units
 
 
@@ -124,8 +124,8 @@ class Integrity:
 
     @staticmethod
     def digest(b: Any, xts: int, tail: bytes) -> str:
-        hc: HashCache = b.hc
-        return hc.digest(str(xts // 1_000_000), b.bids.keys(), reversed(b.asks.keys()), tail)
+        hc: BookHasher = b.hc
+        return hc.digest(str(xts // 1_000_000), tail)
 
     def matches(self, b: Any, xts: int, expected: str, search: bool) -> bool:
         """Does the book hash to ``expected`` with the market's last trade price, or with one

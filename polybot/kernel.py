@@ -25,7 +25,7 @@ import msgspec
 from loguru import logger
 
 from .book import Books
-from .bookhash import HashCache
+from .bookhash import BookHasher
 from .bus import Bus
 from .catalog import Catalog
 from .clock import ReplayClock, Timers
@@ -269,7 +269,7 @@ class Kernel:
             clock._now = ts
         if msg.__class__ is not bytes:
             # a text frame is its UTF-8 bytes; any other object is encoded to JSON
-            msg = msg.encode() if isinstance(msg, str) else ENCODER.encode(msg)
+            msg = msg.encode("utf-8", "replace") if isinstance(msg, str) else ENCODER.encode(msg)
         if b"\n" in msg or b"\r" in msg:
             msg = one_line(msg)  # one input, one journal line; decoded in the same form
         red = self.redactions.get(source) if self.redactions else None
@@ -483,7 +483,9 @@ class Kernel:
     def _on_book(self, ev: BookSnapshot) -> None:
         b = self.books.ensure(ev.asset_id, ev.market)
         integ = self.integrity
-        b.pending = ""  # a snapshot supersedes a pending check
+        if b.pending:  # a check of the state before this snapshot: settle it first
+            self._settle(b)
+        b.hc = None  # re-rendered below when this snapshot is verified (else lazily)
         b.replace(ev.bids, ev.asks, ev.ts)
         if ev.tick_size and ev.tick_size != b.tick_size:
             b.tick_size = ev.tick_size
@@ -505,9 +507,7 @@ class Kernel:
             if ev.neg_risk is not None and ev.neg_risk != m.neg_risk:
                 m.neg_risk = ev.neg_risk
                 integ._invalidate(m)
-            if b.hc is None:
-                b.hc = HashCache(b.market, b.asset_id)
-            b.hc.reset(ev.bids, ev.asks)
+            b.hc = BookHasher(b)
             if ev.last_trade_price is not None:  # a dump or REST book: it states the value
                 integ.set_ltp(m, ev.last_trade_price)
                 if integ.digest(b, ev.exchange_ts, integ.tail(b, m)) != ev.hash:
@@ -539,11 +539,11 @@ class Kernel:
         if ev.side == "BID":
             b.set_bid(ev.price, ev.size)
             if hc is not None:
-                hc.set_bid(ev.price, ev.size)
+                hc.bid_changed(ev.price, ev.size)
         else:
             b.set_ask(ev.price, ev.size)
             if hc is not None:
-                hc.set_ask(ev.price, ev.size)
+                hc.ask_changed(ev.price, ev.size)
         b.updated_ts = ev.ts
         b.exchange_ts = xts
         if ev.hash:
@@ -551,7 +551,8 @@ class Kernel:
         if not b.healthy:
             return  # applied, but not checked: unhealthy until a snapshot
         bb = ev.best_bid
-        if bb >= 0 and (bb != b.best_bid or ev.best_ask != b.best_ask) and not _same_top(ev, b):
+        ba = ev.best_ask
+        if (bb >= 0 and bb != b.best_bid) or (ba >= 0 and ba != b.best_ask and not (ba == SCALE and not b.best_ask)):
             self.integrity.counts_for(b.asset_id).bbo_mismatch += 1
             self._unhealthy(b, f"best bid/ask mismatch (venue {ev.best_bid}/{ev.best_ask}, book {b.best_bid}/{b.best_ask})")
             return
@@ -561,8 +562,7 @@ class Kernel:
         if ev.run_end and ev.hash and self.integrity.verify:
             integ = self.integrity
             if hc is None:  # e.g. after a restart from a snapshot
-                hc = b.hc = HashCache(b.market, b.asset_id)
-                hc.reset(b.bids.items(), b.asks.items())
+                hc = b.hc = BookHasher(b)
             if integ.matches(b, xts, ev.hash, search=False):
                 c = integ.counts_for(b.asset_id)
                 c.passed += 1
@@ -610,9 +610,14 @@ class Kernel:
         b = self.books.get(ev.asset_id)
         if b is not None:
             b.updated_ts = ev.ts
-        m = self.integrity.markets.get(ev.market or ev.asset_id)
+        integ = self.integrity
+        m = integ.markets.get(ev.market or ev.asset_id)
         if m is not None:
-            self.integrity.on_print(m, ev.price)
+            integ.on_print(m, ev.price)
+            for bk in m.books:  # a check waiting on the new last trade price may pass now
+                if bk.pending and bk.healthy and integ.matches(bk, bk.pending_xts, bk.pending, search=False):
+                    bk.pending = ""
+                    integ.counts_for(bk.asset_id).passed += 1
 
     def _on_market_info(self, ev: MarketInfo) -> None:
         self.catalog.add(ev)
@@ -763,13 +768,6 @@ class Kernel:
         """The comparable part of the state (positions, open orders, PnL, risk state)."""
         st = self.to_state()
         return {k: st[k] for k in ("seq", "trading_state", "portfolio", "orders", "exposure", "timers", "strategies")}
-
-
-def _same_top(ev: BookDelta, b: Any) -> bool:
-    """The venue's best bid/ask equals the book's (an empty ask may be stated as "0" or "1")."""
-    if ev.best_bid != b.best_bid:
-        return False
-    return ev.best_ask == b.best_ask or (b.best_ask == 0 and ev.best_ask == SCALE)
 
 
 def _sanity(it: OrderIntent) -> str:

@@ -129,13 +129,13 @@ def _price(s: str) -> int:
 
 
 def _exact(s: str) -> int:
-    """Plain decimal text -> base units, exact. The common forms take a fast path: digits with
-    at most 6 decimals and at most 16 characters are below 1e10, where the double nearest to
-    the text, times 1e6, is within 1e-5 of the exact integer, so rounding it is exact."""
+    """Plain decimal text -> base units, exact. The common forms take a fast path: at most 9
+    integer digits and 6 decimals is below 1e15 base units (< 2**53), where the double nearest
+    to the text, times 1e6, is within 0.5 of the exact integer, so rounding it is exact."""
     if s.isdigit() and s.isascii():
         return int(s) * SCALE
     i = s.find(".")
-    if 0 < i and len(s) - i <= 7 and len(s) <= 16 and s.isascii() and s.replace(".", "", 1).isdigit():
+    if 0 < i <= 9 and len(s) - i <= 7 and s.isascii() and s.replace(".", "", 1).isdigit():
         return int(float(s) * 1e6 + 0.5)
     return to_units(s)  # anything else: the strict parser decides (and names the problem)
 
@@ -154,9 +154,11 @@ def _top(s: str | None) -> int:
         return -1
     v = _PX.get(s)
     if v is None:
-        v = to_units(s)
+        v = _exact(s)
         if not 0 <= v <= SCALE:
             raise ValueError(f"best bid/ask {s!r} outside [0, 1]")
+        if 0 < v < SCALE and len(_PX) < _CACHE_MAX:
+            _PX[s] = v
     return v
 
 
@@ -298,38 +300,75 @@ def _apply(frames: list[_Frame], ts: int, msg: bytes) -> list[Event]:
     return out
 
 
+class _Loose(msgspec.Struct):
+    asset_id: str = ""
+    price_changes: list[dict] | None = None
+
+
+_LOOSE = msgspec.json.Decoder(_Loose | list[_Loose])
+
+
+def _schema_error(msg: bytes, exc: msgspec.ValidationError) -> FrameError:
+    """A frame of the wrong shape: name the assets it concerns, if they can be read, so their
+    books (which missed the change) become unhealthy."""
+    assets: list[str] = []
+    try:
+        obj = _LOOSE.decode(msg)
+        for f in obj if isinstance(obj, list) else [obj]:
+            if f.asset_id:
+                assets.append(f.asset_id)
+            for e in f.price_changes or ():
+                a = e.get("asset_id") if isinstance(e, dict) else None
+                if isinstance(a, str) and a:
+                    assets.append(a)
+    except msgspec.MsgspecError:
+        pass
+    return FrameError(str(exc), reason="schema", asset_ids=list(dict.fromkeys(assets)))
+
+
 class MarketDecoder:
     """The ``polymarket.market`` source: raw WebSocket frames as received."""
 
     def decode(self, msg: bytes, ts: int) -> Sequence[Event]:
         c = msg[:1]
         if c == b"{":
-            if b'"price_changes"' in msg:
+            try:  # a current-schema price_change? (anything else decodes to no entries here)
                 p = _PRICE_CHANGE.decode(msg)
-                pcs = p.price_changes
-                if len(pcs) == 1 and p.event_type == "price_change":
-                    # the hot path: one level of one asset (else the general path, which also
-                    # names any problem precisely)
-                    e = pcs[0]
-                    side = _SIDE.get(e.side)
-                    t = p.timestamp
-                    px = _PX.get(e.price)
-                    bb = _PX.get(e.best_bid)  # type: ignore[arg-type]
-                    ba = _PX.get(e.best_ask)  # type: ignore[arg-type]
-                    sz = e.size
-                    if sz.isdigit() and sz.isascii():
-                        sz = int(sz) * SCALE
-                    else:
-                        i = sz.find(".")
-                        if 0 < i and len(sz) - i <= 7 and len(sz) <= 16 and sz.isascii() and sz.replace(".", "", 1).isdigit():
-                            sz = int(float(sz) * 1e6 + 0.5)  # exact here: see _exact
-                    if side is not None and px and bb and ba and sz.__class__ is int and t.isdigit():
+            except msgspec.ValidationError as exc:
+                raise _schema_error(msg, exc) from None
+            pcs = p.price_changes
+            if len(pcs) == 1 and p.event_type == "price_change":
+                # the hot path: one level of one asset (else the general path, which also
+                # names any problem precisely)
+                e = pcs[0]
+                side = _SIDE.get(e.side)
+                t = p.timestamp
+                sz = e.size
+                if sz.isdigit() and sz.isascii():
+                    sz = int(sz) * SCALE
+                else:
+                    i = sz.find(".")
+                    if 0 < i <= 9 and len(sz) - i <= 7 and sz.isascii() and sz.replace(".", "", 1).isdigit():
+                        sz = int(float(sz) * 1e6 + 0.5)  # exact here: see _exact
+                if side is not None and sz.__class__ is int and t.isdigit() and t.isascii() and e.best_bid and e.best_ask:
+                    try:
                         return (BookDelta(ts=ts, asset_id=e.asset_id, market=p.market, exchange_ts=int(t) * MS,
-                                          side=side, price=px, size=sz, best_bid=bb, best_ask=ba, hash=e.hash),)  # type: ignore[arg-type]  # fmt: skip
-            f = _FRAME.decode(msg)
+                                          side=side, price=_PX.get(e.price) or _price(e.price), size=sz,  # type: ignore[arg-type]
+                                          best_bid=_PX.get(e.best_bid) or _top(e.best_bid),
+                                          best_ask=_PX.get(e.best_ask) or _top(e.best_ask), hash=e.hash),)  # fmt: skip
+                    except ValueError:
+                        pass  # the general path names the problem
+            try:
+                f = _FRAME.decode(msg)
+            except msgspec.ValidationError as exc:
+                raise _schema_error(msg, exc) from None
             return _apply([f], ts, msg)
         if c == b"[":
-            return _apply(_FRAMES.decode(msg), ts, msg)
+            try:
+                frames = _FRAMES.decode(msg)
+            except msgspec.ValidationError as exc:
+                raise _schema_error(msg, exc) from None
+            return _apply(frames, ts, msg)
         if c == b'"':  # a text frame, journaled as a JSON string ("PONG")
             text = msgspec.json.decode(msg)
             if text == "PONG" or text == "PING":
@@ -351,6 +390,8 @@ class MarketDecoder:
         if i < 0:
             return None
         j = msg.find(b'"', i + 12)
+        if msg[i + 12 : j].strip():  # not a string value
+            return None
         k = msg.find(b'"', j + 1)
         v = msg[j + 1 : k]
         return int(v) * MS if v.isdigit() else None
@@ -374,6 +415,9 @@ class RestBookDecoder:
         bad: list[str] = []
         bad_assets: list[str] = []
         for f in frames:
+            if not f.asset_id:
+                bad.append("a book without asset_id")
+                continue
             try:
                 out.append(_book(f, ts))
             except ValueError as exc:
