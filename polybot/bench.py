@@ -1,6 +1,11 @@
 """``polybot bench``: the engine's own speed and memory figures.
 
-Measured here (later issues add the market-data standard stream):
+Measured here:
+
+* the market-data standard stream (:mod:`polybot.stdstream`: one asset, a 50-level dump, then
+  1,000,000 single-entry ``price_change`` frames) replayed from JSONL through decode -> bus ->
+  book -> a top-of-book handler, in a fresh process each: hash verification off (journal off),
+  then on (``--verify-book``): events/s, p50/p99 per-event latency, peak RSS of the process;
 
 * bus publish -> dispatch with 1 handler, with 10 handlers, and key-routed (10 assets, one keyed
   handler each), FIFO queue and error isolation in place;
@@ -137,12 +142,35 @@ def _help_seconds() -> float:
     return best
 
 
+def _standard_stream(quick: bool) -> dict[str, Any]:
+    from .stdstream import cached
+
+    path = cached(n=100_000 if quick else 1_000_000)
+    out: dict[str, Any] = {}
+    for verify in (False, True):
+        cmd = [sys.executable, "-m", "polybot.stdstream", "run", str(path)] + (["--verify"] if verify else [])
+        r = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        res = msgspec.json.decode(r.stdout.strip().splitlines()[-1])
+        if res["hash_failed"] or res["dropped"] or not res["healthy_at_end"]:
+            raise RuntimeError(f"standard stream replay is wrong: {res}")
+        k = "std_verify" if verify else "std"
+        out[f"{k}_events_per_s"] = res["events_per_s"]
+        out[f"{k}_p50_us"] = res["p50_us"]
+        out[f"{k}_p99_us"] = res["p99_us"]
+        out[f"{k}_peak_rss_mb"] = res["peak_rss_mb"]
+        if verify:
+            out["std_verify_hash_checks"] = res["hash_passed"]
+        out["std_events"] = res["events"]
+    return out
+
+
 def collect(quick: bool = False) -> dict[str, Any]:
     from .synthetic import binary_market_stream, write_stream
 
     n_bus = 300_000 if quick else 2_000_000
     n_journal = 100_000 if quick else 500_000
     figs: dict[str, Any] = {}
+    figs.update(_standard_stream(quick))
     figs["bus_dispatch_1_handler_per_s"] = _bus_rate(n_bus, 1, False)
     figs["bus_dispatch_10_handlers_events_per_s"] = _bus_rate(n_bus // 4, 10, False)
     figs["bus_dispatch_keyed_10_assets_per_s"] = _bus_rate(n_bus, 10, True)
@@ -168,6 +196,16 @@ def collect(quick: bool = False) -> dict[str, Any]:
 
 
 ROWS = [
+    ("std_events", "standard stream: events replayed", "events", "{:,.0f}"),
+    ("std_events_per_s", "standard stream, end to end (decode+bus+book+handler)", "events/s", "{:,.0f}"),
+    ("std_p50_us", "standard stream per-event latency p50", "us", "{:.2f}"),
+    ("std_p99_us", "standard stream per-event latency p99", "us", "{:.2f}"),
+    ("std_peak_rss_mb", "standard stream peak RSS (whole process)", "MB", "{:.1f}"),
+    ("std_verify_events_per_s", "standard stream with --verify-book (hash per event)", "events/s", "{:,.0f}"),
+    ("std_verify_p50_us", "  with --verify-book: latency p50", "us", "{:.2f}"),
+    ("std_verify_p99_us", "  with --verify-book: latency p99", "us", "{:.2f}"),
+    ("std_verify_peak_rss_mb", "  with --verify-book: peak RSS", "MB", "{:.1f}"),
+    ("std_verify_hash_checks", "  with --verify-book: hash checks passed", "", "{:,.0f}"),
     ("bus_dispatch_1_handler_per_s", "bus publish->dispatch, 1 handler", "events/s", "{:,.0f}"),
     ("bus_dispatch_10_handlers_events_per_s", "bus publish->dispatch, 10 handlers", "events/s", "{:,.0f}"),
     ("bus_dispatch_keyed_10_assets_per_s", "bus key-routed (10 assets, 1 handler each)", "events/s", "{:,.0f}"),

@@ -100,6 +100,36 @@ def test_hash_cache_equals_reference_through_changes(case: tuple) -> None:
         assert cache_hash(hc, ts, bids, asks, meta) == ref_hash(market, aid, ts, bids, asks, meta)
 
 
+@settings(max_examples=100, deadline=None, derandomize=True, database=None)
+@given(books_and_ops())
+def test_book_hasher_follows_the_book_through_changes(case: tuple) -> None:
+    """The kernel's renderer (bound to an OrderBook, fragments in price order) equals the
+    reference after every set, insert and removal, including removals of absent levels."""
+    from polybot.book import OrderBook
+    from polybot.bookhash import BookHasher
+
+    market, aid, ts, bids, asks, ops, meta = case
+    book = OrderBook(aid, market)
+    book.replace(bids.items(), asks.items())
+    hb = BookHasher(book)
+    tail = hash_tail(*meta)
+    assert hb.digest(ts, tail) == ref_hash(market, aid, ts, bids, asks, meta)
+    for side, p, s in ops:
+        if side == "bid":
+            book.set_bid(p, s)
+            hb.bid_changed(p, s)
+            model = bids
+        else:
+            book.set_ask(p, s)
+            hb.ask_changed(p, s)
+            model = asks
+        if s > 0:
+            model[p] = s
+        else:
+            model.pop(p, None)
+        assert hb.digest(ts, tail) == ref_hash(market, aid, ts, bids, asks, meta)
+
+
 def test_ltp_str_and_candidates() -> None:
     assert ltp_str(490_000) == "0.490" and ltp_str(510_000) == "0.510" and ltp_str(5_000) == "0.005"
     assert ltp_str(SCALE - 510_000) == "0.490"
