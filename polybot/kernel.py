@@ -276,46 +276,22 @@ class Kernel:
         if red:
             for secret, alias in red:
                 msg = msg.replace(secret, alias)
-        decoder = self.decoders.get(source)
-        if decoder is None:
-            decoder = self._resolve(source)
-        events: Sequence[Event] = ()
-        reason = ""
-        detail = ""
-        bad_assets: tuple[str, ...] = ()
+        decoder = self.decoders.get(source) or self._resolve(source)
+        failure = None
         if decoder is not None:
             try:
                 events = decoder(msg, ts)
-            except FrameError as exc:
-                reason, detail, events = exc.reason, str(exc), exc.events
-                bad_assets = exc.asset_ids
-            except msgspec.ValidationError as exc:
-                reason, detail = "schema", str(exc)
-            except msgspec.DecodeError:
-                # not JSON at all: keep it as a JSON string, and let the decoder see that form
-                msg = text_frame(msg)
-                try:
-                    events = decoder(msg, ts)
-                except FrameError as exc:
-                    reason, detail, events = exc.reason, str(exc), exc.events
-                except (msgspec.DecodeError, ValueError) as exc:
-                    reason, detail = "malformed", str(exc)
-            except (ValueError, KeyError, TypeError, IndexError) as exc:
-                reason, detail = "bad_value", f"{type(exc).__name__}: {exc}"
-            except Exception as exc:  # noqa: BLE001 - a decoder bug must not stop the engine
-                reason, detail = "decoder_error", f"{type(exc).__name__}: {exc}"
-                if ("decoder_error", source) not in self._logged_drops:
-                    logger.opt(exception=exc).error("decoder of {} raised", source)
+            except Exception as exc:  # noqa: BLE001 - sorted out off the hot path
+                events, msg, failure = self._decode_failed(exc, decoder, msg, ts, source)
         else:
-            reason, detail = "unknown_source", source
-            try:
-                msgspec.json.decode(msg)
-            except msgspec.DecodeError:
-                msg = text_frame(msg)
-        if journal and self.journal is not None:
-            self.journal.write_input(ts, source, msg)
+            events, msg, failure = self._unknown_source(msg, source)
+        if journal:
+            j = self.journal
+            if j is not None:
+                j.write_input(ts, source, msg)
         stats.by_source[source] += 1
-        if reason:
+        if failure is not None:
+            reason, detail, bad_assets = failure
             self._drop(ts, source, reason, detail, msg)
             for aid in bad_assets:
                 b = self.books.get(aid)
@@ -327,6 +303,38 @@ class Kernel:
         stats.events += len(events)
         if source == "clock":
             self._fire_due(ts)
+
+    def _decode_failed(self, exc: Exception, decoder: Decoder, msg: bytes, ts: int,
+                       source: str) -> tuple[Sequence[Event], bytes, tuple[str, str, tuple[str, ...]]]:  # fmt: skip
+        """What a decoder's exception means: (good events, the message as journaled, (reason,
+        detail, assets whose books missed an update))."""
+        if isinstance(exc, FrameError):
+            return exc.events, msg, (exc.reason, str(exc), exc.asset_ids)
+        if isinstance(exc, msgspec.ValidationError):
+            return (), msg, ("schema", str(exc), ())
+        if isinstance(exc, msgspec.DecodeError):
+            # not JSON at all: keep it as a JSON string, and let the decoder see that form
+            msg = text_frame(msg)
+            try:
+                return decoder(msg, ts), msg, None  # type: ignore[return-value]
+            except FrameError as exc2:
+                return exc2.events, msg, (exc2.reason, str(exc2), exc2.asset_ids)
+            except (msgspec.DecodeError, ValueError) as exc2:
+                return (), msg, ("malformed", str(exc2), ())
+        if isinstance(exc, (ValueError, KeyError, TypeError, IndexError)):
+            return (), msg, ("bad_value", f"{type(exc).__name__}: {exc}", ())
+        # a decoder bug must not stop the engine
+        if ("decoder_error", source) not in self._logged_drops:
+            logger.opt(exception=exc).error("decoder of {} raised", source)
+        return (), msg, ("decoder_error", f"{type(exc).__name__}: {exc}", ())
+
+    @staticmethod
+    def _unknown_source(msg: bytes, source: str) -> tuple[Sequence[Event], bytes, tuple[str, str, tuple[str, ...]]]:
+        try:
+            msgspec.json.decode(msg)
+        except msgspec.DecodeError:
+            msg = text_frame(msg)
+        return (), msg, ("unknown_source", source, ())
 
     def _resolve(self, source: str) -> Decoder | None:
         dec = None
