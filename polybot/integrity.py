@@ -7,8 +7,10 @@ a :class:`polybot.bookhash.BookHasher` beside each book and, when verification i
 * a dump or REST book (it states ``last_trade_price``) when it arrives;
 * a ``price_change`` run when it ends: the decoder marks each asset's last entry of a frame
   (``run_end``); a mismatch there may be a run split across frames (the server sends the final
-  hash on every part), so it is only *pending* until a frame with another timestamp, a
-  snapshot or the end of the replay settles it (a print retries it with the printed price);
+  hash on every part), so it is only *pending* until a frame with another timestamp or a
+  snapshot settles it (a print retries it with the printed price); at the end of a replay a
+  pending check that still does not verify is *unsettled* (the input may have ended inside a
+  split run), not failed;
 * the market's last trade price, which the hash includes and which can change before its print
   arrives: the value from the dump; after a print at p, p or 1 - p; failing those, one search of
   "" and 0.001...0.999. Only when nothing verifies is it a divergence.
@@ -40,11 +42,11 @@ class HashDefaults(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 class AssetCounts:
     __slots__ = ("passed", "failed", "bbo_mismatch", "resyncs", "snapshots", "unverified", "ltp_searches",
-                 "split_runs", "unhealthy")  # fmt: skip
+                 "split_runs", "unhealthy", "unsettled")  # fmt: skip
 
     def __init__(self) -> None:
         self.passed = self.failed = self.bbo_mismatch = self.resyncs = self.snapshots = 0
-        self.unverified = self.ltp_searches = self.split_runs = self.unhealthy = 0
+        self.unverified = self.ltp_searches = self.split_runs = self.unhealthy = self.unsettled = 0
 
     def to_dict(self) -> dict[str, int]:
         return {k: getattr(self, k) for k in self.__slots__}

@@ -185,6 +185,7 @@ def book_report(kernel: Any) -> dict[str, Any]:
         "failed": total.get("failed", 0),
         "bbo_mismatches": total.get("bbo_mismatch", 0),
         "resyncs": total.get("resyncs", 0),
+        "unsettled": total.get("unsettled", 0),
         "total": total,
         "assets": assets,
         "dropped": dict(sorted(kernel.stats.drop_reasons.items())),
