@@ -762,3 +762,6 @@ def test_cli_sim_subprocess() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        for f in (proc.stdout, proc.stderr):
+            if f is not None:
+                f.close()
