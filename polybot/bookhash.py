@@ -7,15 +7,15 @@ the wire order), every value the server's string. Prices and sizes are written t
 server writes them: the shortest exact decimal (``"0.5"``, ``"92790"``, ``"634.49"``).
 ``last_trade_price`` is a 3-decimal string (``"0.490"``) or ``""``.
 
-The hot path (:class:`HashCache`) keeps each level's JSON fragment and each side's joined
-fragments, so a change re-renders one level and re-joins one side before the sha1.
+The hot path (:class:`BookHasher`) keeps each level's JSON fragment beside the book and each
+side's joined fragments, so a change re-renders one level and re-joins one side before the sha1.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from .units import SCALE, from_units
@@ -72,53 +72,6 @@ def _q(s: str) -> bytes:
     return json.dumps(s).encode()
 
 
-class HashCache:
-    """Incremental renderer of one book's hash payload.
-
-    ``set_bid``/``set_ask`` mirror the book's changes (size 0 removes); ``digest`` hashes the
-    current levels with the given timestamp and market fields. Levels are passed in sorted
-    order by the caller's book (``bid_prices`` ascending, ``ask_prices`` ascending).
-    """
-
-    __slots__ = ("head", "bid_frag", "ask_frag", "bids_joined", "asks_joined")
-
-    def __init__(self, market: str, asset_id: str) -> None:
-        self.head = b'{"market":%s,"asset_id":%s,"timestamp":"' % (_q(market), _q(asset_id))
-        self.bid_frag: dict[int, bytes] = {}
-        self.ask_frag: dict[int, bytes] = {}
-        self.bids_joined: bytes | None = b""
-        self.asks_joined: bytes | None = b""
-
-    def reset(self, bids: Iterable[tuple[int, int]], asks: Iterable[tuple[int, int]]) -> None:
-        self.bid_frag = {p: _frag(p, s) for p, s in bids if s > 0}
-        self.ask_frag = {p: _frag(p, s) for p, s in asks if s > 0}
-        self.bids_joined = self.asks_joined = None
-
-    def set_bid(self, price: int, size: int) -> None:
-        if size > 0:
-            self.bid_frag[price] = _frag(price, size)
-        else:
-            self.bid_frag.pop(price, None)
-        self.bids_joined = None
-
-    def set_ask(self, price: int, size: int) -> None:
-        if size > 0:
-            self.ask_frag[price] = _frag(price, size)
-        else:
-            self.ask_frag.pop(price, None)
-        self.asks_joined = None
-
-    def digest(self, timestamp: str, bid_prices: Iterable[int], ask_prices_desc: Iterable[int], tail: bytes) -> str:
-        """``tail`` is :func:`hash_tail` of the market fields."""
-        bj = self.bids_joined
-        if bj is None:
-            bj = self.bids_joined = b",".join(map(self.bid_frag.__getitem__, bid_prices))
-        aj = self.asks_joined
-        if aj is None:
-            aj = self.asks_joined = b",".join(map(self.ask_frag.__getitem__, ask_prices_desc))
-        return _sha1(b"".join((self.head, timestamp.encode(), b'","hash":"","bids":[', bj, b'],"asks":[', aj, tail))).hexdigest()
-
-
 class BookHasher:
     """The hash payload of one :class:`polybot.book.OrderBook`, kept in step with it.
 
@@ -128,10 +81,11 @@ class BookHasher:
     of the book, :meth:`reset` after a replace.
     """
 
-    __slots__ = ("book", "head", "bid_list", "ask_list", "bids_joined", "asks_joined")
+    __slots__ = ("book", "head", "bid_list", "ask_list", "bids_joined", "asks_joined", "mh")
 
     def __init__(self, book: Any) -> None:
         self.book = book
+        self.mh: Any = None  # the market's hash state (polybot.integrity), once looked up
         self.head = b'{"market":%s,"asset_id":%s,"timestamp":"' % (_q(book.market), _q(book.asset_id))
         self.reset()
 

@@ -13,7 +13,9 @@
 from __future__ import annotations
 
 import heapq
+import re
 import time
+from datetime import datetime, timedelta, timezone
 from typing import Protocol
 
 
@@ -103,3 +105,26 @@ class Timers:
         self._live.clear()
         for d, o, n in items:
             self.set(o, n, d)
+
+
+_ISO = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?)?"
+    r"\s*(Z|[+-]\d{2}(?::?\d{2})?)?"
+)
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def iso_to_ns(text: str) -> int:
+    """ISO-8601 (``2026-10-05T23:15:00Z``, ``…46.486981Z``, ``2026-07-24 00:00:16+00``,
+    ``2026-10-05``) -> ns since the epoch, exactly (no zone = UTC)."""
+    m = _ISO.fullmatch(text.strip())
+    if m is None:
+        raise ValueError(f"not an ISO-8601 time: {text!r}")
+    y, mo, d, hh, mi, ss, frac, tz = m.groups()
+    dt = datetime(int(y), int(mo), int(d), int(hh or 0), int(mi or 0), int(ss or 0), tzinfo=timezone.utc)
+    s = (dt - _EPOCH) // timedelta(seconds=1)
+    if tz and tz != "Z":
+        sign = -1 if tz[0] == "-" else 1
+        digits = tz[1:].replace(":", "")
+        s -= sign * (int(digits[:2]) * 3600 + int(digits[2:4] or 0) * 60)
+    return s * 1_000_000_000 + (int(frac.ljust(9, "0")) if frac else 0)

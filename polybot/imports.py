@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import msgspec
 from loguru import logger
 
+from .clock import iso_to_ns
 from .journal import INPUT, JournalWriter, ReadStats, open_read, text_frame
 
 FORMATS = ("auto", "journal", "received-at", "ws-session")
@@ -38,14 +38,6 @@ class _Session(msgspec.Struct):
     t: str
     dir: str
     data: Any = ""  # a string for frames; an object for "close" records
-
-
-def iso_ns(s: str) -> int:
-    """``2026-09-30T11:16:20.252Z`` -> ns since the epoch (UTC)."""
-    d = datetime.fromisoformat(s.replace("Z", "+00:00"))
-    if d.tzinfo is None:
-        d = d.replace(tzinfo=timezone.utc)
-    return int(d.timestamp()) * 1_000_000_000 + d.microsecond * 1000
 
 
 def detect_format(path: str | os.PathLike[str]) -> str:
@@ -96,11 +88,11 @@ class ForeignReader:
                 try:
                     rec = dec.decode(body)
                     if isinstance(rec, _ReceivedAt):
-                        ts, raw = iso_ns(rec.receivedAt), rec.payloadUtf8
+                        ts, raw = iso_to_ns(rec.receivedAt), rec.payloadUtf8
                     else:
                         if rec.dir != "recv" or not isinstance(rec.data, str):
                             continue
-                        ts, raw = iso_ns(rec.t), rec.data
+                        ts, raw = iso_to_ns(rec.t), rec.data
                 except (msgspec.DecodeError, ValueError) as exc:
                     st.corrupt += 1
                     if st.corrupt <= 5:

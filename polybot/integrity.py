@@ -84,6 +84,9 @@ class Integrity:
         return c
 
     def market(self, b: Any) -> MarketHash:
+        hc = b.hc
+        if hc is not None and hc.mh is not None:
+            return hc.mh  # found once per hasher (the hot path)
         key = b.market or b.asset_id
         m = self.markets.get(key)
         if m is None:
@@ -93,14 +96,21 @@ class Integrity:
                 m.min_order_size, m.neg_risk = meta
         if b not in m.books:
             m.books.append(b)
+        if hc is not None:
+            hc.mh = m
         return m
 
-    def set_meta(self, market: str, min_order_size: str, neg_risk: bool) -> None:
-        """From the catalog: the market's ``min_order_size`` and ``neg_risk`` as the venue
-        writes them into the hash."""
+    def set_catalog_meta(self, market: str, min_order_size: str, neg_risk: bool) -> None:
+        """From the catalog, also for a market whose books have not arrived yet."""
         self.meta_overrides[market] = (min_order_size, neg_risk)
         m = self.markets.get(market)
-        if m is not None and (m.min_order_size, m.neg_risk) != (min_order_size, neg_risk):
+        if m is not None:
+            self.set_meta(m, min_order_size, neg_risk)
+
+    def set_meta(self, m: MarketHash, min_order_size: str, neg_risk: bool) -> None:
+        """The market's ``min_order_size`` and ``neg_risk`` as the venue writes them into the
+        hash (from the catalog or a REST book)."""
+        if (m.min_order_size, m.neg_risk) != (min_order_size, neg_risk):
             m.min_order_size, m.neg_risk = min_order_size, neg_risk
             self._invalidate(m)
 

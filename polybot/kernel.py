@@ -180,7 +180,6 @@ class Kernel:
         self.clock = ReplayClock()
         self.timers = Timers()
         self.books = Books()
-        self._book_map = self.books._books  # the hot path reads the dict directly
         self.integrity = Integrity(verify_books, hash_defaults)
         self.catalog = Catalog()
         self.portfolio = Portfolio()
@@ -509,12 +508,9 @@ class Kernel:
             b.last_trade_price = ev.last_trade_price
         if integ.verify and ev.hash:
             m = integ.market(b)
-            if ev.min_order_size and ev.min_order_size != m.min_order_size:  # REST states the meta
-                m.min_order_size = ev.min_order_size
-                integ._invalidate(m)
-            if ev.neg_risk is not None and ev.neg_risk != m.neg_risk:
-                m.neg_risk = ev.neg_risk
-                integ._invalidate(m)
+            if ev.min_order_size or ev.neg_risk is not None:  # a REST book states the meta
+                integ.set_meta(m, ev.min_order_size or m.min_order_size,
+                               m.neg_risk if ev.neg_risk is None else ev.neg_risk)  # fmt: skip
             b.hc = BookHasher(b)
             if ev.last_trade_price is not None:  # a dump or REST book: it states the value
                 integ.set_ltp(m, ev.last_trade_price)
@@ -537,7 +533,7 @@ class Kernel:
             self.bus.publish(BookHealth(ts=ev.ts, asset_id=ev.asset_id, healthy=True, reason="snapshot"))
 
     def _on_delta(self, ev: BookDelta) -> None:
-        b = self._book_map.get(ev.asset_id)
+        b = self.books.get(ev.asset_id)
         if b is None:
             return  # no snapshot for this asset: ignore (another token of the market)
         xts = ev.exchange_ts
@@ -637,7 +633,7 @@ class Kernel:
 
     def _on_market_info(self, ev: MarketInfo) -> None:
         self.catalog.add(ev)
-        self.integrity.set_meta(ev.market, from_units(ev.min_order_size), ev.neg_risk)
+        self.integrity.set_catalog_meta(ev.market, from_units(ev.min_order_size), ev.neg_risk)
 
     def _on_disconnected(self, ev: FeedDisconnected) -> None:
         for aid in ev.asset_ids:

@@ -26,7 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .bookhash import HashCache, hash_tail
+from .book import OrderBook
+from .bookhash import BookHasher, hash_tail
 from .units import from_units
 
 MARKET = "0x" + "5d" * 32
@@ -43,10 +44,11 @@ def _size(rng: random.Random) -> int:
 def generate(path: str | Path, n: int = 1_000_000, seed: int = 20260930) -> Path:
     """Write the standard stream to ``path`` (a plain .jsonl)."""
     rng = random.Random(seed)
-    bids = {500_000 - TICK * (i + 1): _size(rng) for i in range(50)}  # 0.499 .. 0.450
-    asks = {500_000 + TICK * (i + 1): _size(rng) for i in range(50)}  # 0.501 .. 0.550
-    hc = HashCache(MARKET, ASSET)
-    hc.reset(bids.items(), asks.items())
+    book = OrderBook(ASSET, MARKET)
+    book.replace([(500_000 - TICK * (i + 1), _size(rng)) for i in range(50)],  # 0.499 .. 0.450
+                 [(500_000 + TICK * (i + 1), _size(rng)) for i in range(50)])  # 0.501 .. 0.550  # fmt: skip
+    bids, asks = book.bids, book.asks
+    hasher = BookHasher(book)
     tail = hash_tail("5", from_units(TICK), False, "")
     path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -54,41 +56,33 @@ def generate(path: str | Path, n: int = 1_000_000, seed: int = 20260930) -> Path
     a_q = json.dumps(ASSET)
 
     def digest(ms: int) -> str:
-        return hc.digest(str(ms), sorted(bids), sorted(asks, reverse=True), tail)
+        return hasher.digest(str(ms), tail)
 
     with open(tmp, "w", buffering=1 << 20) as f:
         ms = START_MS
-        lv = lambda d, rev: ",".join(f'{{"price":"{from_units(p)}","size":"{from_units(d[p])}"}}'  # noqa: E731
-                                     for p in sorted(d, reverse=rev))  # fmt: skip
+        lv = lambda levels: ",".join(f'{{"price":"{from_units(p)}","size":"{from_units(s)}"}}'  # noqa: E731
+                                     for p, s in levels)  # fmt: skip
         dump = (f'[{{"market":{m_q},"asset_id":{a_q},"timestamp":"{ms}","hash":"{digest(ms)}",'
-                f'"bids":[{lv(bids, False)}],"asks":[{lv(asks, True)}],"tick_size":"0.001",'
+                f'"bids":[{lv(bids.items())}],"asks":[{lv(reversed(asks.items()))}],"tick_size":"0.001",'
                 f'"event_type":"book","last_trade_price":""}}]')  # fmt: skip
         f.write(f'{{"ts":{ms * 1_000_000},"source":"polymarket.market","msg":{dump}}}\n')
-        best_bid, best_ask = max(bids), min(asks)
         for _ in range(n):
             ms += 1
             buy = rng.random() < 0.5
             off = int(rng.random() ** 2 * 50)
             delete = rng.random() < 0.10
-            book = bids if buy else asks
-            if buy:
-                price = best_bid - off * TICK
-            else:
-                price = best_ask + off * TICK
+            levels = bids if buy else asks
+            price = book.best_bid - off * TICK if buy else book.best_ask + off * TICK
             if not TICK <= price <= 1_000_000 - TICK:
-                price = best_bid if buy else best_ask
-            if delete and len(book) > 5 and price in book:
-                size = 0
-                del book[price]
-            else:
-                size = _size(rng)
-                book[price] = size
+                price = book.best_bid if buy else book.best_ask
+            size = 0 if delete and len(levels) > 5 and price in levels else _size(rng)
             if buy:
-                hc.set_bid(price, size)
-                best_bid = max(bids)
+                book.set_bid(price, size)
+                hasher.bid_changed(price, size)
             else:
-                hc.set_ask(price, size)
-                best_ask = min(asks)
+                book.set_ask(price, size)
+                hasher.ask_changed(price, size)
+            best_bid, best_ask = book.best_bid, book.best_ask
             frame = (f'{{"market":{m_q},"price_changes":[{{"asset_id":{a_q},"price":"{from_units(price)}",'
                      f'"size":"{from_units(size)}","side":"{"BUY" if buy else "SELL"}","hash":"{digest(ms)}",'
                      f'"best_bid":"{from_units(best_bid)}","best_ask":"{from_units(best_ask)}"}}],'

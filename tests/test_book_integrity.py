@@ -1,12 +1,11 @@
 """Book integrity: the venue's book hash (PROTOCOL.md §1.8) and top of book checked against the
-local book. The incremental HashCache against the reference, the upstream test vector, replays of
+local book. The incremental BookHasher against the reference, the upstream test vector, replays of
 both real captures with every check passing (counted independently from the files), tampering,
 the last-trade-price rules on a synthetic market, and the health transitions."""
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ from hypothesis import strategies as st
 from loguru import logger
 
 from adapters.polymarket.wire import DECODER, REST_DECODER
-from polybot.bookhash import HashCache, book_hash_wire, hash_tail, ltp_candidates, ltp_str
+from polybot.bookhash import book_hash_wire, hash_tail, ltp_candidates, ltp_str
 from polybot.config import Config
 from polybot.events import (
     ENCODER,
@@ -29,13 +28,10 @@ from polybot.journal import JournalWriter, text_frame
 from polybot.kernel import Kernel
 from polybot.replay import replay
 from polybot.units import SCALE, from_units
+from sample_data import H1, POLYTOPE, SAMPLES, require_samples
 
-SAMPLES = Path(os.environ.get("POLYBOT_SAMPLES", Path(__file__).resolve().parents[2] / "shared" / "samples"))
-if not SAMPLES.is_dir():  # pragma: no cover
-    pytest.skip(f"samples not found at {SAMPLES}", allow_module_level=True)
+require_samples()
 
-H1 = SAMPLES / "adriancova" / "market-ws-frames-h1-run-8.jsonl"
-POLYTOPE = SAMPLES / "edirent" / "Polytope__market_39.jsonl"
 SRC = "polymarket.market"
 A_587 = "58726851105893121441976415044785550794620582864839872973127370351200548678811"
 A_401 = "40113202025193181740822500498877260546965498642740503547096491847887927548587"
@@ -50,7 +46,7 @@ def _quiet_logs():  # noqa: ANN202
     logger.enable("polybot")
 
 
-# =========================================================================== (1) HashCache == reference
+# =========================================================================== (1) BookHasher == reference
 
 TICKS = st.sampled_from([10_000, 1_000])
 sizes = st.integers(min_value=1, max_value=10**12)  # up to 1,000,000 shares, 6 decimals
@@ -66,10 +62,6 @@ def ref_hash(market: str, aid: str, ts: str, bids: dict[int, int], asks: dict[in
                           mos, tick, neg, ltp, ver)  # fmt: skip
 
 
-def cache_hash(hc: HashCache, ts: str, bids: dict[int, int], asks: dict[int, int], meta: tuple) -> str:
-    return hc.digest(ts, sorted(bids), sorted(asks, reverse=True), hash_tail(*meta))
-
-
 @st.composite
 def books_and_ops(draw: Any) -> tuple:
     tick = draw(TICKS)
@@ -81,23 +73,6 @@ def books_and_ops(draw: Any) -> tuple:
             draw(st.sampled_from(ltp_candidates())), draw(st.sampled_from(["", "v2"])))  # fmt: skip
     ts = str(draw(st.integers(0, 2_000_000_000_000)))
     return draw(ids), draw(ids), ts, bids, asks, ops, meta
-
-
-@settings(max_examples=100, deadline=None, derandomize=True, database=None)
-@given(books_and_ops())
-def test_hash_cache_equals_reference_through_changes(case: tuple) -> None:
-    market, aid, ts, bids, asks, ops, meta = case
-    hc = HashCache(market, aid)
-    hc.reset(bids.items(), asks.items())
-    assert cache_hash(hc, ts, bids, asks, meta) == ref_hash(market, aid, ts, bids, asks, meta)
-    for side, p, s in ops:
-        model = bids if side == "bid" else asks
-        (hc.set_bid if side == "bid" else hc.set_ask)(p, s)
-        if s > 0:
-            model[p] = s
-        else:
-            model.pop(p, None)
-        assert cache_hash(hc, ts, bids, asks, meta) == ref_hash(market, aid, ts, bids, asks, meta)
 
 
 @settings(max_examples=100, deadline=None, derandomize=True, database=None)
@@ -145,10 +120,6 @@ def test_upstream_vector() -> None:
     h = book_hash_wire("0xaabbcc", "100", "123456789", [("0.3", "100"), ("0.4", "100")], [("0.6", "100"), ("0.7", "100")],
                        "100", "0.01", False, "0.5")  # fmt: skip
     assert h == "0458ea5755c9f73d64a14636fa5c36ed460ec394"
-    # the same through the incremental renderer, levels in the vector's order (its asks are ascending)
-    hc = HashCache("0xaabbcc", "100")
-    hc.reset([(300_000, 100_000_000), (400_000, 100_000_000)], [(600_000, 100_000_000), (700_000, 100_000_000)])
-    assert hc.digest("123456789", [300_000, 400_000], [600_000, 700_000], hash_tail("100", "0.01", False, "0.5")) == h
     # an empty book, empty timestamp (a Go client's test vector for the same summary, emptied)
     assert book_hash_wire("0xaabbcc", "100", "", [], [], "100", "0.01", False, "0.5") == "74c6a7c81c1d572f1c877b7d3e25b80c336d8a6e"
 

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import random
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -41,9 +39,9 @@ from adapters.polymarket.gamma import (
 from polybot.events import FeeSchedule, MarketInfo
 from polybot.kernel import FrameError, Kernel
 from polybot.units import SCALE
+from sample_data import SAMPLES
 
 NS = 1_000_000_000
-SAMPLES = Path(os.environ.get("POLYBOT_SAMPLES", "/work/shared/samples"))
 needs_samples = pytest.mark.skipif(not SAMPLES.is_dir(), reason="samples not available")
 
 BTC15_CID = "0xcd5f9f505e0c0182746aa65963f72f01e7463259e5ea9f56672c0fe3a37f348a"
@@ -350,7 +348,7 @@ def test_iso_to_ns_forms() -> None:
 @settings(max_examples=150, deadline=None)
 def test_iso_roundtrip(dt: datetime) -> None:
     dt = dt.replace(tzinfo=timezone.utc)
-    exact = (dt - datetime(1970, 1, 1, tzinfo=timezone.utc)) // gamma.timedelta(microseconds=1) * 1000
+    exact = (dt - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(microseconds=1) * 1000
     assert iso_to_ns(dt.isoformat().replace("+00:00", "Z")) == exact
 
 

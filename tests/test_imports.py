@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
@@ -15,17 +14,14 @@ import pytest
 from loguru import logger
 
 from polybot.config import Config
-from polybot.imports import ForeignReader, detect_format, import_file, iso_ns
+from polybot.clock import iso_to_ns as iso_ns
+from polybot.imports import ForeignReader, detect_format, import_file
 from polybot.journal import INPUT, JournalReader, JournalWriter
 from polybot.replay import replay
+from sample_data import H1, POLYTOPE, V2S, require_samples
 
-SAMPLES = Path(os.environ.get("POLYBOT_SAMPLES", Path(__file__).resolve().parents[2] / "shared" / "samples"))
-if not SAMPLES.is_dir():  # pragma: no cover
-    pytest.skip(f"samples not found at {SAMPLES}", allow_module_level=True)
+require_samples()
 
-H1 = SAMPLES / "adriancova" / "market-ws-frames-h1-run-8.jsonl"
-V2S = SAMPLES / "adriancova" / "ws-market-v2-session.jsonl"
-POLYTOPE = SAMPLES / "edirent" / "Polytope__market_39.jsonl"
 SRC = "polymarket.market"
 
 

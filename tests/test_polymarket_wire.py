@@ -6,7 +6,6 @@ applied, never raising) including hypothesis fuzzing of the door."""
 from __future__ import annotations
 
 import json
-import os
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -30,14 +29,10 @@ from polybot.events import (
     TradePrint,
 )
 from polybot.kernel import FrameError, Kernel
+from sample_data import H1, POLYTOPE, SAMPLES, V2S, require_samples
 
-SAMPLES = Path(os.environ.get("POLYBOT_SAMPLES", Path(__file__).resolve().parents[2] / "shared" / "samples"))
-if not SAMPLES.is_dir():  # pragma: no cover - the shared folder travels with the project
-    pytest.skip(f"samples not found at {SAMPLES}", allow_module_level=True)
+require_samples()
 
-H1 = SAMPLES / "adriancova" / "market-ws-frames-h1-run-8.jsonl"
-V2S = SAMPLES / "adriancova" / "ws-market-v2-session.jsonl"
-POLYTOPE = SAMPLES / "edirent" / "Polytope__market_39.jsonl"
 NAUT = SAMPLES / "nautilus"
 AHSAN = SAMPLES / "ahsan909k"
 

@@ -33,7 +33,7 @@ import random
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -43,6 +43,7 @@ import attrs
 import msgspec
 from loguru import logger
 
+from polybot.clock import iso_to_ns
 from polybot.events import Event, FeeSchedule, MarketInfo
 from polybot.kernel import FrameError
 from polybot.units import SCALE, to_units
@@ -150,27 +151,6 @@ def _strs(v: Any, field: str) -> tuple[str, ...]:
     return tuple(out)
 
 
-_ISO = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?)?"
-    r"\s*(Z|[+-]\d{2}(?::?\d{2})?)?"
-)
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-
-
-def iso_to_ns(text: str) -> int:
-    """ISO-8601 (``2026-10-05T23:15:00Z``, ``…46.486981Z``, ``2026-07-24 00:00:16+00``,
-    ``2026-10-05``) -> ns since the epoch, exactly (no zone = UTC)."""
-    m = _ISO.fullmatch(text.strip())
-    if m is None:
-        raise ValueError(f"not an ISO-8601 time: {text!r}")
-    y, mo, d, hh, mi, ss, frac, tz = m.groups()
-    dt = datetime(int(y), int(mo), int(d), int(hh or 0), int(mi or 0), int(ss or 0), tzinfo=timezone.utc)
-    s = (dt - _EPOCH) // timedelta(seconds=1)
-    if tz and tz != "Z":
-        sign = -1 if tz[0] == "-" else 1
-        digits = tz[1:].replace(":", "")
-        s -= sign * (int(digits[:2]) * 3600 + int(digits[2:4] or 0) * 60)
-    return s * NS + (int(frac.ljust(9, "0")) if frac else 0)
 
 
 def _ts(v: Any, field: str) -> int:

@@ -57,6 +57,8 @@ from loguru import logger
 from polybot.bookhash import book_hash_wire, ltp_candidates, ltp_str
 from polybot.units import ONE, from_units, to_units
 
+SOURCE = "polymarket.market"
+
 __all__ = ["SimConfig", "SimServer", "load_recording", "run_sim"]
 
 MIN_ORDER_SIZE = "5"
@@ -186,78 +188,21 @@ class _Market:
 # recordings
 
 
-def _frame_ts_ms(obj: Any) -> int | None:
-    """The largest ``timestamp`` in a frame (an object or an array of objects), in ms."""
-    best = None
-    for o in obj if isinstance(obj, list) else [obj]:
-        if isinstance(o, dict):
-            try:
-                t = int(o.get("timestamp", ""))
-            except (TypeError, ValueError):
-                continue
-            best = t if best is None or t > best else best
-    return best
-
-
 def load_recording(path: str) -> list[tuple[int, str]]:
-    """``(ts_ns, frame text)`` of the market-channel frames of a recording.
+    """``(ts_ns, frame text)`` of the market-channel frames of a recording, read by the
+    project's own readers: journals and bare frames (:class:`polybot.journal.JournalReader`),
+    ``received-at`` and ``ws-session`` captures (:mod:`polybot.imports`), ``.gz`` included.
+    Text frames (``PONG``) and other sources are skipped."""
+    from polybot.imports import ForeignReader, detect_format
+    from polybot.journal import INPUT, JournalReader
 
-    Accepted lines: journal envelopes ``{"ts","source","msg"}`` (source ``polymarket.market``),
-    captures ``{"receivedAt","payloadUtf8"}`` and ``{"t","dir":"recv","data"}``, and bare frames
-    (timed by their own ``timestamp``). ``PONG``, blank lines and other sources are skipped.
-    ``.gz`` is read transparently.
-    """
-    from polybot.journal import open_read
+    from .wire import MarketDecoder
 
-    env_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
-    out: list[tuple[int, str]] = []
-    last_ts = 0
-    with open_read(path) as f:
-        for raw in f:
-            line = raw.rstrip(b"\r\n")
-            if not line.strip():
-                continue
-            text: str | None = None
-            ts: int | None = None
-            obj: Any = None
-            try:
-                obj = json.loads(line)
-            except ValueError:
-                obj = None
-            if isinstance(obj, dict) and "payloadUtf8" in obj:
-                text = obj["payloadUtf8"]
-                ts = _parse_iso_ns(obj.get("receivedAt"))
-            elif isinstance(obj, dict) and "dir" in obj and "data" in obj and "t" in obj:
-                if obj["dir"] != "recv" or not isinstance(obj["data"], str):
-                    continue
-                text = obj["data"]
-                ts = _parse_iso_ns(obj.get("t"))
-            elif isinstance(obj, dict) and "source" in obj and "ts" in obj and ("msg" in obj or "event" in obj):
-                if obj["source"] != "polymarket.market" or "msg" not in obj:
-                    continue
-                msg = bytes(env_decoder.decode(line)["msg"])
-                text = obj["msg"] if isinstance(obj["msg"], str) else msg.decode()
-                ts = int(obj["ts"])
-            else:
-                text = line.decode("utf-8", "replace")
-                ms = _frame_ts_ms(obj) if obj is not None else None
-                ts = ms * 1_000_000 if ms is not None else None
-            if text is None or text.strip() in ("", "PONG", "PING"):
-                continue
-            ts = last_ts if ts is None else ts
-            last_ts = max(last_ts, ts)
-            out.append((ts, text))
-    return out
-
-
-def _parse_iso_ns(s: Any) -> int | None:
-    if not isinstance(s, str):
-        return None
-    try:
-        d = datetime.fromisoformat(s.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return int(d.timestamp() * 1000) * 1_000_000
+    fmt = detect_format(path)
+    reader: Any = (JournalReader(path, bare_source=SOURCE, bare_ts=MarketDecoder.bare_ts) if fmt == "journal"
+                   else ForeignReader(path, fmt, source=SOURCE))  # fmt: skip
+    return [(ts, msg.decode("utf-8", "replace")) for kind, ts, src, msg in reader
+            if kind == INPUT and src == SOURCE and msg[:1] != b'"']  # fmt: skip
 
 
 class _RecBook:
