@@ -305,6 +305,7 @@ class FillEvent(OrderEvent, frozen=True, kw_only=True):
     liquidity: Liquidity
     fee: int = 0
     fee_asset: str = "pUSD"
+    rebate: int = 0  # maker rebate earned by this fill (estimate; the venue pays it daily)
     market: str = ""
     leaves: int = 0  # size still open on the order after this fill
 
@@ -335,13 +336,25 @@ class CancelSubmitted(OrderEvent, frozen=True, kw_only=True, tag="cancel_submitt
     reason: str = ""
 
 
+class OrderStateError(Event, frozen=True, kw_only=True, tag="order_state_error"):
+    """An order event that the state machine refused (a transition not in its table, or an
+    unknown order): reported, never applied silently."""
+
+    client_id: str
+    event_type: str
+    from_state: str = ""
+    to_state: str = ""
+    reason: str = ""
+
+
 # --------------------------------------------------------------------------------------------
 # Portfolio
 # --------------------------------------------------------------------------------------------
 
 
 class PositionChanged(Event, frozen=True, kw_only=True, tag="position"):
-    """Position of one asset after a fill. ``cost`` is the open position's cost basis."""
+    """Position of one asset after a fill or a settlement. ``cost`` is the open position's cost
+    basis (an integer total; the average is never stored, only derived)."""
 
     asset_id: str
     market: str = ""
@@ -349,7 +362,39 @@ class PositionChanged(Event, frozen=True, kw_only=True, tag="position"):
     cost: int
     realized_pnl: int
     fees_paid: int
+    rebates: int = 0
     strategy: str = ""
+
+
+class MarketPosition(Event, frozen=True, kw_only=True, tag="market_position"):
+    """One binary market's pair view after a fill or settlement (per strategy; "" = all).
+
+    ``pair_cost`` is avg YES + avg NO in base units, rounded up (display only: decisions compare
+    by cross-multiplication); ``locked_profit`` = min(qty YES, qty NO) x (1 - pair cost) - fees;
+    ``unpaired`` = qty YES - qty NO (positive: long YES)."""
+
+    market: str
+    strategy: str = ""
+    qty_yes: int = 0
+    qty_no: int = 0
+    cost_yes: int = 0
+    cost_no: int = 0
+    pair_cost: int = 0
+    locked_profit: int = 0
+    unpaired: int = 0
+    fees: int = 0
+
+
+class PnLUpdate(Event, frozen=True, kw_only=True, tag="pnl"):
+    """Portfolio PnL after a fill or settlement (per strategy; "" = the whole account)."""
+
+    strategy: str = ""
+    realized: int = 0  # before fees
+    unrealized: int = 0
+    fees: int = 0
+    rebates: int = 0
+    net: int = 0  # realized + unrealized - fees + rebates
+    cash: int = 0  # collateral moved by fills, fees and settlements (+ the starting balance)
 
 
 # --------------------------------------------------------------------------------------------
@@ -466,8 +511,8 @@ AnyEvent = Union[
     OrderIntent, OrderPlan, CancelRequest,
     RiskApproved, RiskResized, RiskRejected,
     OrderSubmitted, OrderAccepted, OrderRejected, OrderPartiallyFilled, OrderFilled,
-    OrderCancelled, OrderExpired, OrderUnknown, CancelSubmitted,
-    PositionChanged,
+    OrderCancelled, OrderExpired, OrderUnknown, CancelSubmitted, OrderStateError,
+    PositionChanged, MarketPosition, PnLUpdate,
     Halt, Resume, Reduce, Flatten, CancelAll, SetParams, EnableStrategy, TradingStateChanged,
     TimerFired,
     FeedConnected, FeedDisconnected, FeedStale, FeedResynced, BookHealth,
@@ -495,8 +540,8 @@ JOURNALED_TYPES: frozenset[type[Event]] = frozenset(
         OrderIntent, OrderPlan, CancelRequest,
         RiskApproved, RiskResized, RiskRejected,
         OrderSubmitted, OrderAccepted, OrderRejected, OrderPartiallyFilled, OrderFilled,
-        OrderCancelled, OrderExpired, OrderUnknown, CancelSubmitted,
-        PositionChanged, TradingStateChanged, TimerFired, HandlerError,
+        OrderCancelled, OrderExpired, OrderUnknown, CancelSubmitted, OrderStateError,
+        PositionChanged, MarketPosition, PnLUpdate, TradingStateChanged, TimerFired, HandlerError,
     }
 )  # fmt: skip
 

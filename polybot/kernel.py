@@ -53,6 +53,7 @@ from .events import (
     OrderEvent,
     OrderIntent,
     OrderPlan,
+    OrderStateError,
     OrderSubmitted,
     PositionChanged,
     Reduce,
@@ -66,11 +67,12 @@ from .events import (
     TradePrint,
     TradingStateChanged,
     enc_hook,
+    type_name,
 )
 from .execution import Executor, NullExecutor
 from .integrity import HashDefaults, Integrity
 from .journal import JournalWriter, one_line, text_frame
-from .orders import OrderStore
+from .execution.orders import EVENT_STATE, OrderStore
 from .portfolio import Portfolio
 from .risk import LOT, Decision, Exposure, RiskChain, RiskContext, TradingStateValidator, reject, worst_case
 from .strategy import Context, Strategy, convert_params
@@ -651,7 +653,12 @@ class Kernel:
         o, err = self.orders.apply(ev)
         if err is not None:
             self.stats.illegal_transitions += 1
-            self.drop_input("orders", "illegal_transition", err)
+            if ("orders", "illegal_transition") not in self._logged_drops:
+                self._logged_drops.add(("orders", "illegal_transition"))
+                logger.warning("order state machine refused an event: {} (further ones are counted)", err)
+            self.emit(OrderStateError(ts=self.clock.now(), client_id=ev.client_id, event_type=type_name(type(ev)),
+                                      from_state=o.state if o is not None else "",
+                                      to_state=EVENT_STATE.get(type(ev), ""), reason=err))  # fmt: skip
             return
         assert o is not None
         if isinstance(ev, FillEvent):

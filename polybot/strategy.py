@@ -44,7 +44,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .book import Books
     from .catalog import Catalog
     from .kernel import Kernel
-    from .orders import Order
+    from .execution.orders import Order
     from .portfolio import Portfolio
     from .risk import Decision
 

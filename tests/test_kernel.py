@@ -12,6 +12,7 @@ from polybot.events import (
     Halt,
     InputDropped,
     OrderAccepted,
+    OrderStateError,
     OrderFilled,
     OrderIntent,
     OrderPlan,
@@ -237,8 +238,13 @@ def test_fill_updates_portfolio_and_releases_exposure():
     assert k.exposure.total == 0
     assert k.orders.get("pb-1").state == "filled"
     # an impossible transition afterwards is reported, not applied
+    errors: list = []
+    k.bus.subscribe(OrderStateError, errors.append)
     k.process(3, "exec.spy", ENCODER.encode([OrderAccepted(client_id="pb-1")]))
     assert k.orders.get("pb-1").state == "filled" and k.stats.illegal_transitions == 1
+    assert [(e.client_id, e.event_type, e.from_state, e.to_state) for e in errors] == [
+        ("pb-1", "order_accepted", "filled", "accepted")
+    ]
 
 
 # ------------------------------------------------------------------------------ control, timers

@@ -23,7 +23,7 @@ from polybot.events import (
     OrderSubmitted,
     OrderUnknown,
 )
-from polybot.orders import TERMINAL, TRANSITIONS, OrderStore
+from polybot.execution.orders import TERMINAL, TRANSITIONS, OrderStore
 
 SHARE = 1_000_000
 

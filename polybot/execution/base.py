@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from anyio.abc import ObjectSendStream
 
-from .events import ENCODER, OrderAccepted, OrderCancelled, OrderFilled
+from ..events import ENCODER, OrderAccepted, OrderCancelled, OrderFilled
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .clock import Clock
-    from .kernel import InboundRecord, Kernel
+    from ..clock import Clock
+    from ..kernel import InboundRecord, Kernel
     from .orders import Order
 
 
@@ -138,7 +138,7 @@ class LoopbackExecutor(Executor):
         self._recv.close()
 
     async def run(self, send: ObjectSendStream[InboundRecord], clock: Clock) -> None:
-        from .kernel import InboundRecord
+        from ..kernel import InboundRecord
 
         async with send:
             async for op, order in self._recv:

@@ -11,7 +11,7 @@ from typing import Literal
 
 import attrs
 
-from .events import (
+from ..events import (
     CancelSubmitted,
     FillEvent,
     OrderAccepted,
@@ -60,7 +60,7 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     "rejected": frozenset(),
 }
 
-_EVENT_STATE: dict[type, str] = {
+EVENT_STATE: dict[type, str] = {
     OrderSubmitted: "submitted",
     OrderAccepted: "accepted",
     OrderRejected: "rejected",
@@ -102,7 +102,7 @@ class Order:
         return self.state not in TERMINAL
 
     def to_state(self) -> dict:
-        from .events import ENCODER
+        from ..events import ENCODER
         import msgspec
 
         return {
@@ -147,7 +147,7 @@ class OrderStore:
         o = self._orders.get(ev.client_id)
         if o is None:
             return None, f"unknown order {ev.client_id!r}"
-        new = _EVENT_STATE[type(ev)]
+        new = EVENT_STATE[type(ev)]
         old = o.state
         # a repeated non-fill event (a second "accepted") is idempotent; a fill always moves money,
         # so it must be allowed from the current state (no fills on a filled or rejected order).
