@@ -43,6 +43,9 @@ def handler_name(h: Handler) -> str:
     return name
 
 
+_ANY: Any = object()
+
+
 class Bus:
     def __init__(self) -> None:
         self._subs: list[_Sub] = []
@@ -67,11 +70,14 @@ class Bus:
         self._subs.append(_Sub(event_type, handler, key, self._seq))
         self._table.clear()
 
-    def unsubscribe(self, handler: Handler, event_type: type[Event] | None = None) -> None:
+    def unsubscribe(self, handler: Handler, event_type: type[Event] | None = None, key: Any = _ANY) -> None:
+        """Remove ``handler``'s subscriptions (to ``event_type`` only, if given; with ``key``
+        only, if given: ``None`` for the unkeyed one)."""
         self._subs = [
             s
             for s in self._subs
-            if not (s.handler == handler and (event_type is None or s.cls is event_type))
+            if not (s.handler == handler and (event_type is None or s.cls is event_type)
+                    and (key is _ANY or s.key == key))  # fmt: skip
         ]
         self._table.clear()
 

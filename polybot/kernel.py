@@ -72,6 +72,7 @@ from .events import (
 from .execution import Executor, NullExecutor
 from .integrity import HashDefaults, Integrity
 from .journal import JournalWriter, one_line, text_frame
+from .execution.modes import Executions
 from .execution.orders import EVENT_STATE, OrderStore
 from .portfolio import Portfolio
 from .risk import LOT, Decision, Exposure, RiskChain, RiskContext, TradingStateValidator, reject, worst_case
@@ -203,12 +204,18 @@ class Kernel:
         self._logged_drops: set[tuple[str, str]] = set()
         self._decoder_resolver: Callable[[str], Decoder | None] | None = None
         self.executor: Executor = NullExecutor()
-        self.set_executor(executor or NullExecutor())
+        # the kernel's own state handlers run first (books, orders, portfolio), then the
+        # executor's (a paper executor reads the updated book), then strategies
         self._install_state_handlers()
+        self.executions = Executions(self)
+        self.set_executor(executor or NullExecutor())
 
     # ============================================================================ wiring
 
     def set_executor(self, executor: Executor) -> None:
+        old = self.executor
+        if old is not executor:
+            old.detach()
         self.executor = executor
         executor.attach(self)
         self.decoders.setdefault(executor.source, decode_exec)
@@ -755,6 +762,8 @@ class Kernel:
             "portfolio": self.portfolio.to_state(),
             "orders": self.orders.to_state(),
             "exposure": self.exposure.to_state(),
+            "executor": {"name": self.executor.name, "state": self.executor.to_state()},
+            "modes": self.executions.to_state(),
             "strategies": {
                 k: {"enabled": s.enabled, "params": msgspec.to_builtins(s.params, enc_hook=enc_hook), "state": s.snapshot()}
                 for k, s in sorted(self.strategies.items())
@@ -774,6 +783,13 @@ class Kernel:
         self.portfolio.restore(st["portfolio"])
         self.orders.restore(st["orders"])
         self.exposure.restore(st["exposure"])
+        self.executions.restore(st.get("modes", []))
+        ex = st.get("executor")
+        if ex is not None and ex.get("state") is not None:
+            if ex.get("name") == self.executor.name:
+                self.executor.restore(ex["state"])
+            else:
+                logger.warning("snapshot has state for executor {!r}, not {!r}: not restored", ex.get("name"), self.executor.name)
         for k, sst in st["strategies"].items():
             s = self.strategies.get(k)
             if s is None:
@@ -786,7 +802,7 @@ class Kernel:
     def summary_state(self) -> dict[str, Any]:
         """The comparable part of the state (positions, open orders, PnL, risk state)."""
         st = self.to_state()
-        return {k: st[k] for k in ("seq", "trading_state", "portfolio", "orders", "exposure", "timers", "strategies")}
+        return {k: st[k] for k in ("seq", "trading_state", "portfolio", "orders", "exposure", "timers", "executor", "modes", "strategies")}
 
 
 def _sanity(it: OrderIntent) -> str:

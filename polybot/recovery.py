@@ -4,8 +4,10 @@ The daemon writes a snapshot every ``engine.snapshot_every`` inputs and at shutd
 state (positions, open orders, PnL, exposure, trading state, timers, books, catalog, strategy
 state) plus the journal's byte offset at that moment, written atomically (temp file, fsync,
 rename). On start, :func:`recover` loads the last snapshot and feeds the journal's tail (every
-input after the offset, in order) through the kernel again, with journaling off and an executor
-that sends nothing, because those orders were already sent and their answers are in the tail.
+input after the offset, in order) through the kernel again, with journaling off. An asynchronous
+executor (live) is replaced by one that sends nothing, because those orders were already sent and
+their answers are in the tail; a simulated one (null, paper) answers again, identically, from its
+snapshotted state.
 The result is the state the process had at its last journaled input.
 """
 
@@ -80,7 +82,9 @@ def recover(kernel: Kernel, journal_path: str | os.PathLike[str], snapshot_path:
         return {"snapshot": snap is not None and offset > 0, "tail_inputs": 0, "torn_bytes": cut}
     saved_journal, saved_exec = kernel.journal, kernel.executor
     kernel.journal = None
-    kernel.set_executor(RecordedExecutor(saved_exec.name))
+    if saved_exec.asynchronous:
+        # its answers are inputs in the tail; a simulated executor (paper) recomputes its own
+        kernel.set_executor(RecordedExecutor(saved_exec.name))
     n = 0
     try:
         reader = JournalReader(jp, bare_source=bare_source or "unknown", offset=offset)

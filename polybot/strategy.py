@@ -120,6 +120,13 @@ class Context:
     def cancel(self, client_id: str, reason: str = "") -> bool:
         return self._k.cancel(self._s.id, client_id, reason)
 
+    def execute(self, asset_id: str, side: str, size: int, mode: str = "cross", **kw: Any) -> Decision:
+        """Work an order in an execution mode (:mod:`polybot.execution.modes`): ``"cross"``
+        (taker FAK at ``limit`` or the touch), ``"post"`` (post-only, ``offset_ticks`` behind the
+        touch) or ``"post_then_cross"`` (post, then after ``timeout_s`` take the rest up to
+        ``max_price``). Returns the risk decision of the order sent now."""
+        return self._k.executions.execute(self._s.id, asset_id, side, size, mode, **kw)  # type: ignore[arg-type]
+
     def cancel_all(self, asset_id: str | None = None) -> int:
         n = 0
         for o in self.open_orders(asset_id):

@@ -15,9 +15,10 @@ from polybot.units import SCALE
 SHARE = SCALE
 
 
-def fill(asset: str, side: str, price: int, size: int, fee: int = 0, market: str = "m") -> OrderFilled:
+def fill(asset: str, side: str, price: int, size: int, fee: int = 0, market: str = "m", rebate: int = 0,
+         liquidity: str = "taker") -> OrderFilled:  # fmt: skip
     return OrderFilled(client_id="c", trade_id="t", asset_id=asset, market=market, side=side,  # type: ignore[arg-type]
-                       price=price, size=size, liquidity="taker", fee=fee)  # fmt: skip
+                       price=price, size=size, liquidity=liquidity, fee=fee, rebate=rebate)  # type: ignore[arg-type]
 
 
 def test_buy_then_sell_realizes_exact_pnl() -> None:
@@ -114,7 +115,7 @@ STRATS = ("a", "b")
 
 
 @st.composite
-def fill_sequences(draw: st.DrawFn) -> list[tuple[str, str, str, int, int, int]]:
+def fill_sequences(draw: st.DrawFn) -> list[tuple[str, str, str, int, int, int, int]]:
     """Fills that never sell more than the strategy holds (so never more than the asset holds)."""
     held: dict[tuple[str, str], int] = {}
     out = []
@@ -123,6 +124,7 @@ def fill_sequences(draw: st.DrawFn) -> list[tuple[str, str, str, int, int, int]]
         asset = draw(st.sampled_from(ASSETS))
         price = draw(st.integers(1, SCALE - 1))
         fee = draw(st.integers(0, 50_000))
+        rebate = draw(st.sampled_from((0, 0, 1, 7_777)))
         h = held.get((strat, asset), 0)
         if h and draw(st.booleans()):
             size = draw(st.integers(1, h))
@@ -132,7 +134,7 @@ def fill_sequences(draw: st.DrawFn) -> list[tuple[str, str, str, int, int, int]]
             size = draw(st.integers(1, 100 * SHARE))
             side = "BUY"
             held[(strat, asset)] = h + size
-        out.append((strat, asset, side, price, size, fee))
+        out.append((strat, asset, side, price, size, fee, rebate))
     return out
 
 
@@ -141,6 +143,7 @@ def check_invariants(pf: Portfolio, marks: dict[str, int], ref: dict[str, Any], 
     total_pnl = 0
     for aid, p in pf.positions.items():
         mark = marks[aid]
+        assert p.rebates == ref["rebates"][aid]
         assert p.size >= 0 and p.cost >= 0
         assert p.size == (0 if settled else ref["bought"][aid] - ref["sold"][aid])
         assert (p.bought, p.sold, p.fees) == (ref["bought"][aid], ref["sold"][aid], ref["fees"][aid])
@@ -149,32 +152,35 @@ def check_invariants(pf: Portfolio, marks: dict[str, int], ref: dict[str, Any], 
         # never more basis than was paid
         assert p.cost <= ref["paid"][aid]
         total_mark += mark * p.size // SCALE
-        total_pnl += p.realized + p.unrealized(mark) - p.fees
-    # cash + what the positions are marked at == realized + unrealized - fees, exactly
+        total_pnl += p.realized + p.unrealized(mark) - p.fees + p.rebates
+    # cash + what the positions are marked at == realized + unrealized - fees + rebates, exactly
     assert pf.cash_delta + total_mark == total_pnl
-    assert pf.cash_delta == sum(p.realized - p.cost - p.fees for p in pf.positions.values())
+    assert pf.cash_delta == sum(p.realized - p.cost - p.fees + p.rebates for p in pf.positions.values())
     # the same identity per strategy position, and the strategy split adds up
-    assert pf.cash_delta == sum(p.realized - p.cost - p.fees for p in pf.by_strategy.values())
+    assert pf.cash_delta == sum(p.realized - p.cost - p.fees + p.rebates for p in pf.by_strategy.values())
+    assert pf.cash_delta == sum(pf.cash_flow(s) for s in STRATS)
     for aid in pf.positions:
         assert pf.size(aid) == sum(pf.size(aid, s) for s in STRATS)
     assert pf.fees_paid() == sum(ref["fees"].values())
-    assert pf.realized_pnl() == sum(p.realized - p.fees for p in pf.positions.values())
+    assert pf.rebates_earned() == sum(ref["rebates"].values())
+    assert pf.realized_pnl() == sum(p.realized - p.fees + p.rebates for p in pf.positions.values())
 
 
 @settings(max_examples=300)
 @given(fill_sequences(), st.integers(0, SCALE), st.integers(0, SCALE), st.sampled_from(ASSETS + ("",)))
 def test_accounting_identities(seq: list, mark_y: int, mark_n: int, winner: str) -> None:
     pf = Portfolio()
-    ref: dict[str, Any] = {k: dict.fromkeys(ASSETS, 0) for k in ("bought", "sold", "fees", "paid")}
+    ref: dict[str, Any] = {k: dict.fromkeys(ASSETS, 0) for k in ("bought", "sold", "fees", "paid", "rebates")}
     cash = 0
-    for strat, asset, side, price, size, fee in seq:
-        pf.apply_fill(strat, fill(asset, side, price, size, fee))
+    for strat, asset, side, price, size, fee, rebate in seq:
+        pf.apply_fill(strat, fill(asset, side, price, size, fee, rebate=rebate))
         n = price * size // SCALE
         ref["bought" if side == "BUY" else "sold"][asset] += size
         ref["fees"][asset] += fee
+        ref["rebates"][asset] += rebate
         if side == "BUY":
             ref["paid"][asset] += n
-        cash += (n if side == "SELL" else -n) - fee
+        cash += (n if side == "SELL" else -n) - fee + rebate
         assert pf.cash_delta == cash
     marks = {"Y": mark_y, "N": mark_n}
     check_invariants(pf, marks, ref)
@@ -184,7 +190,7 @@ def test_accounting_identities(seq: list, mark_y: int, mark_n: int, winner: str)
         s = seq[0][0]
         for aid, p in pf.positions.items():
             sp = pf.by_strategy[(s, aid)]
-            assert (sp.size, sp.cost, sp.realized, sp.fees) == (p.size, p.cost, p.realized, p.fees)
+            assert (sp.size, sp.cost, sp.realized, sp.fees, sp.rebates) == (p.size, p.cost, p.realized, p.fees, p.rebates)
 
     # resolution: the winner pays 1 per share, the loser 0, and the identities still hold
     sizes = {aid: pf.size(aid) for aid in ASSETS}

@@ -48,6 +48,17 @@ class Executor(abc.ABC):
     def attach(self, kernel: Kernel) -> None:
         self.kernel = kernel
 
+    def detach(self) -> None:
+        """Undo :meth:`attach` (the kernel switches executors, e.g. in recovery)."""
+
+    def to_state(self) -> Any:
+        """JSON-able state for the kernel's snapshot (a simulated executor's book of resting
+        orders and balances); None = stateless."""
+        return None
+
+    def restore(self, state: Any) -> None:
+        """Receive what :meth:`to_state` returned."""
+
     @abc.abstractmethod
     def submit(self, order: Order) -> None:
         """Send ``order`` (already journaled and fsynced); must not block."""
