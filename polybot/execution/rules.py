@@ -93,7 +93,7 @@ def _config(tick: int) -> tuple[int, int, int]:
 
 
 def _price_problem(price: int, tick: int) -> str:
-    """"" if ``price`` is on the tick grid within [tick, 1 - tick], else the reason."""
+    """Empty if ``price`` is on the tick grid within [tick, 1 - tick], else the reason."""
     if price % tick:
         return f"tick: price {from_units(price)} is not on the {from_units(tick)} tick grid"
     if not tick <= price <= SCALE - tick:
@@ -292,7 +292,7 @@ class FeeModel:
 
 
 def check_order(intent: OrderIntent, *, tick: int, min_size: int, now: int, marketable: bool) -> str:
-    """"" if the venue would accept ``intent``, else a reason naming the rule it breaks.
+    """Empty if the venue would accept ``intent``, else a reason naming the rule it breaks.
 
     ``marketable`` says whether the order would cross the book at submission; ``now`` and
     ``intent.expire_ts`` are ns. Rules: known side/TIF/kind/tick; price on the tick grid and in
