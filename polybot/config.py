@@ -48,7 +48,7 @@ class LoggingConfig(_C):
 
 
 class ExecutorConfig(_C):
-    kind: str = "null"  # null | loopback | entry-point name | module:Class
+    kind: str = "paper"  # paper | null | loopback | entry-point name | module:Class
     params: dict[str, Any] = {}
 
 
@@ -81,6 +81,14 @@ class SecretsConfig(_C):
     file: str = ""
 
 
+class PortfolioConfig(_C):
+    #: what the unpaired part of a position is marked to (matched YES+NO pairs are worth 1)
+    mark: Literal["bid", "mid"] = "bid"
+    #: replay/session report: equity for the max drawdown is sampled after every fill and
+    #: settlement, and on book changes of held assets at most this often (event time)
+    drawdown_sample_s: float = 1.0
+
+
 class Config(_C):
     engine: EngineConfig = msgspec.field(default_factory=EngineConfig)
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
@@ -91,6 +99,7 @@ class Config(_C):
     strategies: dict[str, dict[str, Any]] = {}
     replay: ReplayConfig = msgspec.field(default_factory=ReplayConfig)
     market_data: MarketDataConfig = msgspec.field(default_factory=MarketDataConfig)
+    portfolio: PortfolioConfig = msgspec.field(default_factory=PortfolioConfig)
     secrets: SecretsConfig = msgspec.field(default_factory=SecretsConfig)
     #: Where the config came from (for error messages); not a TOML key.
     source_path: str = ""

@@ -178,6 +178,7 @@ class Kernel:
         client_id_prefix: str = "pb",
         verify_books: bool = True,
         hash_defaults: HashDefaults | None = None,
+        mark: str = "bid",
     ) -> None:
         self.bus = Bus()
         self.clock = ReplayClock()
@@ -185,7 +186,7 @@ class Kernel:
         self.books = Books()
         self.integrity = Integrity(verify_books, hash_defaults)
         self.catalog = Catalog()
-        self.portfolio = Portfolio()
+        self.portfolio = Portfolio(catalog=self.catalog, mark=mark)
         self.orders = OrderStore()
         self.exposure = Exposure()
         self.trading_state = "active"
@@ -209,6 +210,7 @@ class Kernel:
         self._install_state_handlers()
         self.executions = Executions(self)
         self.set_executor(executor or NullExecutor())
+        self.portfolio.starting_cash = self.executor.start_cash
 
     # ============================================================================ wiring
 
@@ -652,9 +654,17 @@ class Kernel:
 
     def _on_resolved(self, ev: MarketResolved) -> None:
         self.catalog.mark_resolved(ev)
-        for p in self.portfolio.resolve(ev):
-            self.emit(PositionChanged(ts=ev.ts, asset_id=p.asset_id, market=p.market, size=p.size,
-                                      cost=p.cost, realized_pnl=p.realized, fees_paid=p.fees))  # fmt: skip
+        pf = self.portfolio
+        changed = pf.settle(ev)
+        for strat, p in changed:
+            self.emit(PositionChanged(ts=ev.ts, asset_id=p.asset_id, market=p.market, size=p.size, cost=p.cost,
+                                      realized_pnl=p.realized, fees_paid=p.fees, rebates=p.rebates,
+                                      strategy=strat))  # fmt: skip
+        if changed:
+            marks = pf.marks(self.books)
+            for strat in sorted({s for s, _ in changed}):
+                self.emit(pf.market_position(ev.market, strat, ts=ev.ts))
+                self.emit(pf.pnl(strat, marks, ts=ev.ts))
 
     def _on_order_event(self, ev: OrderEvent) -> None:
         o, err = self.orders.apply(ev)
@@ -677,8 +687,15 @@ class Kernel:
                                       worst_case(rest, self.portfolio.size(o.asset_id, o.strategy)))  # fmt: skip
             else:
                 self.exposure.release(o.client_id)
-            self.emit(PositionChanged(ts=ev.ts, asset_id=p.asset_id, market=p.market, size=p.size, cost=p.cost,
-                                      realized_pnl=p.realized, fees_paid=p.fees, strategy=o.strategy))  # fmt: skip
+            pf = self.portfolio
+            sp = pf.by_strategy[(o.strategy, p.asset_id)]
+            self.emit(PositionChanged(ts=ev.ts, asset_id=sp.asset_id, market=sp.market, size=sp.size, cost=sp.cost,
+                                      realized_pnl=sp.realized, fees_paid=sp.fees, rebates=sp.rebates,
+                                      strategy=o.strategy))  # fmt: skip
+            market = pf.market_of(ev.asset_id, ev.market)
+            if self.catalog.market(market) is not None:
+                self.emit(pf.market_position(market, o.strategy, ts=ev.ts))
+            self.emit(pf.pnl(o.strategy, pf.marks(self.books), ts=ev.ts))
         elif not o.is_open:
             self.exposure.release(o.client_id)
 

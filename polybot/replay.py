@@ -6,7 +6,8 @@
   input are compared, byte for byte, with the ones the live run journaled after that input;
   every difference is a divergence, counted and reported (the first ones in detail).
 * **what-if**: inputs only. Recorded executor responses and engine lines are skipped; the
-  configured simulated executor answers (the paper executor once it exists; ``null`` otherwise);
+  configured simulated executor answers (``paper`` by default, also in place of an asynchronous
+  one);
   strategies and config may differ from the live run; timers fire when the replay clock passes
   their deadline.
 
@@ -31,6 +32,7 @@ from .events import Event, type_name
 from .execution import RecordedExecutor
 from .imports import ForeignReader, detect_format
 from .journal import ENGINE_EVENT, JournalReader, JournalWriter
+from .report import SessionReport
 from .sources import bare_ts_for
 from .units import from_units
 from .wiring import build_executor, build_kernel
@@ -77,10 +79,11 @@ def replay(
         if faithful:
             executor = RecordedExecutor(executor.name)
         else:
-            logger.warning("what-if replay: executor {!r} answers asynchronously; using 'null' instead", executor.name)
-            executor = build_executor(cfg, "null")
+            logger.warning("what-if replay: executor {!r} answers asynchronously; using 'paper' instead", executor.name)
+            executor = build_executor(cfg, "paper", params={})
     kernel = build_kernel(cfg, executor=executor, journal=writer, synthesize_timers=not faithful,
                           only_strategies=strategies, verify_books=verify_book)  # fmt: skip
+    report = SessionReport(kernel, mark=cfg.portfolio.mark, sample_ns=int(cfg.portfolio.drawdown_sample_s * 1e9))
     counts: dict[type, int] = {}
 
     def count(ev: Event) -> None:
@@ -147,6 +150,7 @@ def replay(
     if writer is not None:
         writer.close()
     summary = summarize(kernel, counts, wall, str(path), mode)
+    summary["report"] = report.summary()
     summary["lines"] = reader.stats.lines
     summary["read"] = {"inputs": reader.stats.inputs, "engine_lines": reader.stats.engine,
                        "bare": reader.stats.bare, "torn": reader.stats.torn, "corrupt": reader.stats.corrupt}  # fmt: skip
@@ -195,13 +199,10 @@ def book_report(kernel: Any) -> dict[str, Any]:
 def summarize(kernel: Any, counts: dict[type, int], wall: float, file: str, mode: str) -> dict[str, Any]:
     st = kernel.stats
     pf = kernel.portfolio
-    unrealized = 0
-    for aid, p in pf.positions.items():
-        b = kernel.books.get(aid)
-        if p.size and b is not None and b.best_bid:
-            unrealized += p.unrealized(b.best_bid)
+    unrealized = pf.unrealized(pf.marks(kernel.books))
     realized = sum(p.realized for p in pf.positions.values())
     fees = pf.fees_paid()
+    rebates = pf.rebates_earned()
     errors: Counter[str] = Counter()
     for k, v in st.drop_reasons.items():
         errors[k] += v
@@ -227,8 +228,10 @@ def summarize(kernel: Any, counts: dict[type, int], wall: float, file: str, mode
         "pnl": {
             "realized": from_units(realized),
             "fees": from_units(fees),
+            "rebates": from_units(rebates),
             "unrealized": from_units(unrealized),
-            "net": from_units(realized - fees + unrealized),
+            "net": from_units(realized - fees + rebates + unrealized),
+            "cash": from_units(pf.cash),
         },
         "trading_state": kernel.trading_state,
         "errors": dict(sorted(errors.items())),

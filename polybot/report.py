@@ -107,7 +107,6 @@ class SessionReport:
         self.totals = Activity()
         self.per_strategy: dict[str, Activity] = {}
         self.per_market: dict[str, Activity] = {}
-        self.dd_total = Drawdown()
         self.dd_strategy: dict[str, Drawdown] = {}
         self.dd_market: dict[str, Drawdown] = {}
         self.samples = 0  # equity samples taken (each covers several scopes)

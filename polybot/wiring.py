@@ -46,16 +46,17 @@ def build_risk(cfg: Config) -> RiskChain:
     return RiskChain(validators)
 
 
-def build_executor(cfg: Config, kind: str | None = None) -> Executor:
+def build_executor(cfg: Config, kind: str | None = None, params: dict[str, Any] | None = None) -> Executor:
     file = cfg.source_path or "<config>"
     kind = kind or cfg.executor.kind
+    params = cfg.executor.params if params is None else params
     try:
         cls = _by_name("polybot.executors", kind)
     except (LookupError, ImportError, ValueError, AttributeError) as exc:
         raise ConfigError(f"{file}: executor.kind: {exc}") from None
     try:
-        return cls(**cfg.executor.params)  # type: ignore[no-any-return]
-    except TypeError as exc:
+        return cls(**params)  # type: ignore[no-any-return]
+    except (TypeError, ValueError) as exc:
         raise ConfigError(f"{file}: executor.params: {exc}") from None
 
 
@@ -78,6 +79,7 @@ def build_kernel(
         client_id_prefix=cfg.engine.client_id_prefix,
         verify_books=cfg.market_data.verify_books if verify_books is None else verify_books,
         hash_defaults=HashDefaults(min_order_size=cfg.market_data.min_order_size, neg_risk=cfg.market_data.neg_risk),
+        mark=cfg.portfolio.mark,
     )
     k.set_decoder_resolver(resolve_decoder)
     file = cfg.source_path or "<config>"

@@ -47,7 +47,7 @@ def test_defaults() -> None:
     assert (e.flush_interval_ms, e.snapshot_every, e.queue_size) == (200, 5000, 10_000)
     assert (e.on_shutdown, e.client_id_prefix, e.recover) == ("cancel", "pb", True)
     assert (cfg.logging.level, cfg.logging.json, cfg.logging.file, cfg.logging.status_interval_s) == ("INFO", False, "", 5.0)
-    assert (cfg.executor.kind, cfg.executor.params) == ("null", {})
+    assert (cfg.executor.kind, cfg.executor.params) == ("paper", {})
     assert (cfg.risk.chain, cfg.risk.validators) == (["trading_state"], {})
     assert cfg.feeds == [] and cfg.strategies == {}
     assert cfg.replay.bare_source == "polymarket.market"

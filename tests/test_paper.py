@@ -393,3 +393,20 @@ def test_mode_post_then_cross_takes_the_rest_after_the_timeout(rig: Rig) -> None
     assert rig.fills(cross) == [(p(0.50), p(10), "taker"), (p(0.51), p(12), "taker")]
     assert rig.k.portfolio.size(YES) == p(30)
     assert not rig.k.executions.working
+
+
+@pytest.mark.parametrize("params, field", [
+    ({"cash": "lots"}, "cash"), ({"cash": "-1"}, "cash"), ({"latency_ms": -5}, "latency_ms"),
+    ({"default_fee_rate": "2"}, "default_fee_rate"), ({"check_balance": "yes"}, "check_balance"),
+    ({"default_fee_exponent": 1.5}, "default_fee_exponent"),
+])  # fmt: skip
+def test_bad_params_are_refused_with_the_field_named(tmp_path: Any, params: dict, field: str) -> None:
+    from polybot.config import ConfigError, load_config
+    from polybot.wiring import build_executor
+
+    cfg_file = tmp_path / "c.toml"
+    cfg_file.write_text("[executor]\nkind = \"paper\"\n")
+    cfg = load_config(str(cfg_file))
+    cfg.executor.params = params
+    with pytest.raises(ConfigError, match=f"executor.params: {field}"):
+        build_executor(cfg)

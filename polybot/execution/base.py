@@ -35,6 +35,9 @@ class Executor(abc.ABC):
 
     name = "executor"
     asynchronous = False
+    #: collateral the account starts with (the portfolio's starting cash); a paper executor's
+    #: configured balance, 0 when unknown
+    start_cash = 0
 
     def __init__(self, **params: Any) -> None:
         if params:

@@ -72,6 +72,16 @@ DEFAULT_MIN_SIZE = 5_000_000
 NO_BALANCE = "not enough balance / allowance"
 
 
+def _units(field: str, v: object) -> int:
+    """A money param from TOML: ``"1000"``, ``1000`` or ``0.07`` (exact, at most 6 decimals)."""
+    if isinstance(v, bool) or not isinstance(v, (str, int, float)):
+        raise ValueError(f"{field}: expected a decimal number, got {v!r}")
+    try:
+        return to_units(repr(v) if isinstance(v, float) else str(v))
+    except ValueError as exc:
+        raise ValueError(f"{field}: {exc}") from None
+
+
 @attrs.define(slots=True, eq=False)
 class Resting:
     """A paper order resting on the book of ``asset_id`` (BUY on the bid side, SELL on the ask)."""
@@ -115,15 +125,19 @@ class PaperExecutor(Executor):
                  default_fee_rate: str | float = "0", default_fee_exponent: int = 1,
                  check_balance: bool = True) -> None:  # fmt: skip
         super().__init__()
-        self.start_cash = to_units(str(cash))
+        self.start_cash = _units("cash", cash)
         if self.start_cash < 0:
-            raise TypeError("cash must be >= 0")
-        if latency_ms < 0:
-            raise TypeError("latency_ms must be >= 0")
+            raise ValueError(f"cash: must be >= 0, got {cash!r}")
+        if not isinstance(latency_ms, (int, float)) or isinstance(latency_ms, bool) or latency_ms < 0:
+            raise ValueError(f"latency_ms: must be a number >= 0, got {latency_ms!r}")
         self.latency_ns = int(round(latency_ms * 1_000_000))
-        rate = to_units(str(default_fee_rate))
+        rate = _units("default_fee_rate", default_fee_rate)
         if not 0 <= rate <= SCALE:
-            raise TypeError("default_fee_rate must be in [0, 1]")
+            raise ValueError(f"default_fee_rate: must be in [0, 1], got {default_fee_rate!r}")
+        if not isinstance(default_fee_exponent, int) or default_fee_exponent < 0:
+            raise ValueError(f"default_fee_exponent: must be an integer >= 0, got {default_fee_exponent!r}")
+        if not isinstance(check_balance, bool):
+            raise ValueError(f"check_balance: must be true or false, got {check_balance!r}")
         self.fees = FeeModel(FeeSchedule(rate_ppm=rate, exponent=default_fee_exponent) if rate else None)
         self.check_balance = check_balance
         self._subscribed: set[str] = set()
