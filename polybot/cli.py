@@ -97,7 +97,19 @@ def _print_summary(s: dict[str, Any]) -> None:
     w(f"  intents {s['intents']}, orders {s['orders']}, fills {s['fills']}, rejections {s['rejections']}, "
       f"open orders {s['open_orders']}, trading {s['trading_state']}\n")  # fmt: skip
     p = s["pnl"]
-    w(f"  pnl: realized {p['realized']}  fees {p['fees']}  unrealized {p['unrealized']}  net {p['net']}\n")
+    w(f"  pnl: net {p['net']} = realized {p['realized']} + unrealized {p['unrealized']} - fees {p['fees']}"
+      f" + rebates {p['rebates']}; cash {p['cash']}\n")  # fmt: skip
+    rep = s.get("report")
+    if rep:
+        t = rep["totals"]
+        w(f"  max drawdown {t['max_drawdown_str']}, volume {t['volume_str']} shares / {t['notional_str']} pUSD, "
+          f"fills {t['fills']} ({t['maker_fills']} maker, {t['taker_fills']} taker), "
+          f"cancelled {t['orders_cancelled']}, expired {t['orders_expired']}, rejected {t['orders_rejected']}\n")  # fmt: skip
+        for title, sect in (("strategy", rep["per_strategy"]), ("market", rep["per_market"])):
+            for name, r in sect.items():
+                w(f"    {title} {name[:16]}: net {r['net_pnl_str']} (realized {r['realized_pnl_str']}, "
+                  f"unrealized {r['unrealized_pnl_str']}, fees {r['fees_str']}, rebates {r['rebates_str']}), "
+                  f"fills {r['fills']}, max drawdown {r['max_drawdown_str']}\n")  # fmt: skip
     if s["positions"]:
         w("  positions: " + ", ".join(f"{k[:12]}…={v}" for k, v in s["positions"].items()) + "\n")
     if s["errors"]:

@@ -27,6 +27,7 @@ from .feeds import Feed
 from .journal import JournalWriter, RotatingJournalWriter
 from .kernel import InboundRecord, Kernel
 from .recovery import SNAPSHOT_FILE, recover, write_snapshot
+from .report import SessionReport
 from .strategy import convert_params
 from .units import from_units
 from .wiring import _by_name, build_executor, build_kernel
@@ -70,6 +71,7 @@ class Daemon:
         self._timers_changed = anyio.Event()
         self._consumer_done = anyio.Event()
         self.recovered: dict[str, Any] = {}
+        self.report: SessionReport | None = None  # this session's orders, fills and PnL
 
     # ------------------------------------------------------------------------------ setup
 
@@ -89,6 +91,9 @@ class Daemon:
         elif self.cfg.engine.journal:
             k.journal = JournalWriter(self.journal_path, fsync=self.cfg.engine.fsync)
         k.timers.on_change.append(lambda _d: self._timers_changed.set())
+        if not self.record_only:
+            pc = self.cfg.portfolio
+            self.report = SessionReport(k, mark=pc.mark, sample_ns=int(pc.drawdown_sample_s * 1e9))
 
     def _rotate_previous(self) -> None:
         """A fresh start must not append to an old session's journal (the file would no longer
@@ -207,11 +212,13 @@ class Daemon:
         hc = k.integrity.summary()["total"] if k.integrity.verify else {}
         checks = f" | hash checks {hc.get('passed', 0)} ok, {hc.get('failed', 0)} failed" if k.integrity.verify else ""
         pf = k.portfolio
+        pnl = pf.pnl("", pf.marks(k.books))
         logger.info(
-            "status: {} inputs{} | {} | books {}/{} healthy: {}{} | orders {} open, {} fills | realized {} fees {} | drops {}",
+            "status: {} inputs{} | {} | books {}/{} healthy: {}{} | orders {} open, {} fills | "
+            "pnl {} (realized {}, unrealized {}, fees {}, rebates {}) cash {} | drops {}",
             st.inputs, rate, k.trading_state, len(books) - len(unhealthy), len(books), "; ".join(tops) or "none", checks,
-            len(k.orders.open_orders()), st.fills, from_units(sum(p.realized for p in pf.positions.values())),
-            from_units(pf.fees_paid()), st.dropped,
+            len(k.orders.open_orders()), st.fills, from_units(pnl.net), from_units(pnl.realized),
+            from_units(pnl.unrealized), from_units(pnl.fees), from_units(pnl.rebates), from_units(pnl.cash), st.dropped,
         )  # fmt: skip
         return st.inputs
 
@@ -292,6 +299,10 @@ class Daemon:
                "journal": str(k.journal.path) if k.journal is not None else None}  # fmt: skip
         if isinstance(k.journal, RotatingJournalWriter):
             out["parts"] = [str(p) for p in k.journal.parts]
+        if self.report is not None:
+            t = self.report.summary()["totals"]
+            out["pnl"] = {x: t[x + "_str"] for x in ("net_pnl", "realized_pnl", "unrealized_pnl", "fees", "rebates",
+                                                     "max_drawdown", "cash")}  # fmt: skip
         healthy = sum(1 for _, b in k.books.items() if b.healthy)
         out["books"] = {"total": len(k.books), "healthy": healthy,
                         "hash_checks": k.integrity.summary()["total"]}  # fmt: skip
