@@ -15,10 +15,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from proc_helpers import CLI, DIP_TOML, RECORDING, start_daemon, stop, wait_for
 
 
-def write_config(tmp_path: Path, *, speed: float, snapshot_every: int = 200) -> Path:
+def write_config(tmp_path: Path, *, speed: float, snapshot_every: int = 200, executor: str = 'kind = "loopback"') -> Path:
     data = tmp_path / "data"
     cfg = tmp_path / "kill.toml"
     cfg.write_text(f"""
@@ -33,7 +34,7 @@ level = "INFO"
 status_interval_s = 1.0
 
 [executor]
-kind = "loopback"
+{executor}
 
 [risk]
 chain = ["trading_state"]
@@ -84,8 +85,12 @@ def in_process_replay_state(journal: Path, cfg_path: Path) -> tuple[dict[str, An
     return json.loads(json.dumps(kernels[0].summary_state())), summary
 
 
-def test_sigkill_recovery_restart_and_faithful_replay(tmp_path: Path) -> None:
-    cfg = write_config(tmp_path, speed=10.0)  # the recording lasts 300 s: ~30 s at speed 10
+@pytest.mark.parametrize("executor", [
+    'kind = "loopback"',  # asynchronous: its answers are journaled inputs
+    'kind = "paper"\nparams = { cash = "200", latency_ms = 30 }',  # simulated: recomputed, state snapshotted
+], ids=["loopback", "paper"])  # fmt: skip
+def test_sigkill_recovery_restart_and_faithful_replay(tmp_path: Path, executor: str) -> None:
+    cfg = write_config(tmp_path, speed=10.0, executor=executor)  # the recording lasts 300 s: ~30 s at speed 10
     data = tmp_path / "data"
     journal = data / "journal.jsonl"
     snapshot = data / "snapshot.json"
