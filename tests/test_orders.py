@@ -314,3 +314,37 @@ def test_random_event_sequences_follow_the_table(pre_submit: bool, seq: list[tup
         assert (o in store.open_orders()) == (o.state not in TERMINAL)
     # once filled or rejected, nothing else was ever applied
     assert o.filled == total_filled
+
+
+# a path from created to each state, through the table
+PATHS: dict[str, list[str]] = {
+    "created": [], "submitted": ["submitted"], "accepted": ["submitted", "accepted"],
+    "partially_filled": ["submitted", "accepted", "partially_filled"],
+    "filled": ["submitted", "accepted", "filled"], "cancel_pending": ["submitted", "accepted", "cancel_pending"],
+    "cancelled": ["submitted", "accepted", "cancelled"], "rejected": ["submitted", "rejected"],
+    "expired": ["submitted", "accepted", "expired"], "unknown": ["submitted", "unknown"],
+}  # fmt: skip
+ALL_STATES = list(PATHS)
+
+
+@pytest.mark.parametrize("target", ALL_STATES[1:])
+@pytest.mark.parametrize("start", ALL_STATES)
+def test_every_transition_is_allowed_or_refused_as_the_table_says(start: str, target: str) -> None:
+    """All 10 x 9 (state, event) pairs: applied when the table allows it, an error otherwise."""
+    assert set(PATHS) == set(TRANSITIONS)
+    store, o = make()
+    for s in PATHS[start]:
+        ok(store, event_for(s, o))
+    assert o.state == start
+    before = (o.state, o.filled, o.updated_ts)
+    got, err = store.apply(event_for(target, o, ts=99))
+    repeat_ok = target == start and target not in ("partially_filled", "filled")  # idempotent repeat
+    if target in TRANSITIONS[start] or repeat_ok:
+        assert err is None, err
+        if target in ("partially_filled", "filled") and start in ("cancelled", "expired"):
+            assert o.state in (start, "filled") and o.filled > before[1]  # a late fill: accounted
+        else:
+            assert o.state == target
+    else:
+        assert err is not None and f"{start} -> {target}" in err
+        assert (o.state, o.filled, o.updated_ts) == before
