@@ -410,3 +410,44 @@ def test_bad_params_are_refused_with_the_field_named(tmp_path: Any, params: dict
     cfg.executor.params = params
     with pytest.raises(ConfigError, match=f"executor.params: {field}"):
         build_executor(cfg)
+
+
+# ------------------------------------------------------------------ a real recorded sequence
+
+
+def test_queue_on_a_real_recording_counts_each_trade_once() -> None:
+    """Polymarket's own frames (h1-run-8, 2026-09-30): after a trade the venue sends the book,
+    then the ``last_trade_price`` print. Orders resting at the traded level, on the token and on
+    its mirror, move up by the level's shrink once; the print does not move them again."""
+    import json
+
+    from polybot.clock import iso_to_ns
+    from polybot.sources import resolve_decoder
+    from sample_data import H1, require_samples
+
+    require_samples()
+    rows = [json.loads(x) for x in H1.read_text().splitlines()]
+    ex = PaperExecutor(cash="1000", check_balance=False)
+    k = Kernel(executor=ex)
+    k.set_decoder_resolver(resolve_decoder)
+    fills: list[FillEvent] = []
+    k.bus.subscribe(FillEvent, fills.append)
+    ids: dict[str, str] = {}
+    ahead: list[tuple[int, int]] = []
+    for i, r in enumerate(rows):
+        if i == 23:  # before the book that carries the trade of 20 @ 0.51 on token 4011…
+            a = next(x for x in k.books if x.startswith("4011"))
+            b = next(x for x in k.books if x.startswith("5872"))
+            assert k.books.get(a).asks[p(0.51)] == k.books.get(b).bids[p(0.49)] == p(684.49)
+            for name, asset, side, price in (("ask", a, "SELL", 0.51), ("mirror", b, "BUY", 0.49)):
+                d = k.submit("s", OrderIntent(strategy="s", asset_id=asset, side=side, price=p(price), size=p(30)))  # type: ignore[arg-type]
+                ids[name] = d.client_ids[0]
+            assert ex.resting[ids["ask"]].ahead == ex.resting[ids["mirror"]].ahead == p(684.49)
+        k.process(iso_to_ns(r["receivedAt"]), "polymarket.market", r["payloadUtf8"].encode())
+        if i in (24, 25):
+            ahead.append((ex.resting[ids["ask"]].ahead, ex.resting[ids["mirror"]].ahead))
+    # the books (frames 23, 24) shrank the level to 326.43; the print (frame 25, 20 shares
+    # bought at 0.51 on 4011… = sold at 0.49 on 5872…) is that same trade: no second advance
+    assert ahead == [(p(326.43), p(326.43)), (p(326.43), p(326.43))]
+    assert fills == []
+    assert k.integrity.summary()["total"]["failed"] == 0
