@@ -88,13 +88,14 @@ def _journal(path: Path, n: int) -> tuple[float, float, float]:
     return n / dt_w, size_mb / dt_w, n / dt_r
 
 
-def _replay_rate(path: Path) -> dict[str, float]:
+def _replay_rate(path: Path, paper: bool = False) -> dict[str, float]:
     from .config import parse_config
     from .journal import ENGINE_EVENT, JournalReader
-    from .wiring import build_kernel
+    from .wiring import build_executor, build_kernel
 
-    cfg = parse_config({"strategies": {"dip": {"class": "example_buy_below", "max_price": "0.49", "take_profit": "0.52"}}})
-    k = build_kernel(cfg, synthesize_timers=True)
+    cfg = parse_config({"strategies": {"dip": {"class": "example_buy_below", "max_price": "0.49", "take_profit": "0.52"}},
+                        "executor": {"kind": "paper", "params": {"cash": "1000000", "latency_ms": 20}}})  # fmt: skip
+    k = build_kernel(cfg, synthesize_timers=True, executor=build_executor(cfg) if paper else None)
     k.start()
     records = [(ts, s, m) for kind, ts, s, m in JournalReader(path) if kind != ENGINE_EVENT]
     lat = []
@@ -117,6 +118,7 @@ def _replay_rate(path: Path) -> dict[str, float]:
         "kernel_p50_us": lat[len(lat) // 2] / 1000,
         "kernel_p99_us": lat[int(len(lat) * 0.99)] / 1000,
         "kernel_intents": k.stats.intents,
+        "kernel_fills": k.stats.fills,
     }
 
 
@@ -186,6 +188,7 @@ def collect(quick: bool = False) -> dict[str, Any]:
         write_stream(str(small), binary_market_stream(n_small, seed=1))
         write_stream(str(big), binary_market_stream(n_small * 10, seed=1))
         figs.update(_replay_rate(small))
+        figs.update({"paper_" + key: v for key, v in _replay_rate(small, paper=True).items()})
         figs["replay_read_peak_mb_small"] = _read_peak_mb(small)
         figs["replay_read_peak_mb_10x"] = _read_peak_mb(big)
     figs["cli_help_s"] = _help_seconds()
@@ -216,6 +219,10 @@ ROWS = [
     ("kernel_events_per_s", "kernel replay, same run", "events/s", "{:,.0f}"),
     ("kernel_p50_us", "kernel per-input latency p50", "us", "{:.2f}"),
     ("kernel_p99_us", "kernel per-input latency p99", "us", "{:.2f}"),
+    ("paper_kernel_inputs_per_s", "kernel replay, same market + paper executor", "inputs/s", "{:,.0f}"),
+    ("paper_kernel_p50_us", "  with the paper executor: latency p50", "us", "{:.2f}"),
+    ("paper_kernel_p99_us", "  with the paper executor: latency p99", "us", "{:.2f}"),
+    ("paper_kernel_fills", "  with the paper executor: fills", "", "{:,.0f}"),
     ("replay_read_peak_mb_small", "replay read, peak traced memory (1x file)", "MB", "{:.2f}"),
     ("replay_read_peak_mb_10x", "replay read, peak traced memory (10x file)", "MB", "{:.2f}"),
     ("cli_help_s", "polybot --help wall time (best of 5)", "s", "{:.3f}"),
