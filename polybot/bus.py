@@ -25,14 +25,23 @@ from .events import Event, HandlerError
 Handler = Callable[[Any], Any]
 
 
-class _Sub:
-    __slots__ = ("cls", "handler", "key", "seq")
+#: Dispatch tiers (lower first): the kernel's own state, then the execution modes, then the
+#: executor (a paper executor reads the updated book and fills before anyone reacts to the
+#: event), then everyone else (strategies, reports) in subscription order.
+PRIORITY_KERNEL = -30
+PRIORITY_EXECUTIONS = -20
+PRIORITY_EXECUTOR = -10
 
-    def __init__(self, cls: type, handler: Handler, key: str | None, seq: int) -> None:
+
+class _Sub:
+    __slots__ = ("cls", "handler", "key", "seq", "priority")
+
+    def __init__(self, cls: type, handler: Handler, key: str | None, seq: int, priority: int = 0) -> None:
         self.cls = cls
         self.handler = handler
         self.key = key
         self.seq = seq
+        self.priority = priority
 
 
 def handler_name(h: Handler) -> str:
@@ -61,13 +70,16 @@ class Bus:
 
     # ---------------------------------------------------------------------------- subscriptions
 
-    def subscribe(self, event_type: type[Event], handler: Handler, key: str | None = None) -> None:
+    def subscribe(self, event_type: type[Event], handler: Handler, key: str | None = None, priority: int = 0) -> None:
+        """Deliver ``event_type`` (and its subclasses) to ``handler``, only for asset ``key`` if
+        given. Handlers run by ``priority`` (lower first; the kernel's tiers are negative), then
+        in subscription order."""
         if not (isinstance(event_type, type) and issubclass(event_type, Event)):
             raise TypeError(f"subscribe() needs an Event class, got {event_type!r}")
         if key is not None and "asset_id" not in _fields_of(event_type):
             raise TypeError(f"{event_type.__name__} has no asset_id: it cannot be routed by key")
         self._seq += 1
-        self._subs.append(_Sub(event_type, handler, key, self._seq))
+        self._subs.append(_Sub(event_type, handler, key, self._seq, priority))
         self._table.clear()
 
     def unsubscribe(self, handler: Handler, event_type: type[Event] | None = None, key: Any = _ANY) -> None:
@@ -82,7 +94,7 @@ class Bus:
         self._table.clear()
 
     def _build(self, cls: type) -> Any:
-        matching = [s for s in self._subs if issubclass(cls, s.cls)]
+        matching = sorted((s for s in self._subs if issubclass(cls, s.cls)), key=lambda s: (s.priority, s.seq))
         unkeyed = tuple(s.handler for s in matching if s.key is None)
         keys = {s.key for s in matching if s.key is not None}
         if not keys:

@@ -98,7 +98,10 @@ class Timers:
         return out
 
     def pending(self) -> list[tuple[int, str, str]]:
-        return sorted((d, o, n) for (o, n), (d, _s) in self._live.items())
+        """Live timers in firing order (deadline, then the order they were set in), which is
+        the order :meth:`restore` needs to keep timers due at the same moment in sequence."""
+        items = sorted((d, seq, o, n) for (o, n), (d, seq) in self._live.items())
+        return [(d, o, n) for d, _seq, o, n in items]
 
     def restore(self, items: list[tuple[int, str, str]]) -> None:
         self._heap.clear()

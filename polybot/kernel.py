@@ -26,7 +26,7 @@ from loguru import logger
 
 from .book import Books
 from .bookhash import BookHasher
-from .bus import Bus
+from .bus import PRIORITY_KERNEL, Bus
 from .catalog import Catalog
 from .clock import ReplayClock, Timers
 from .events import (
@@ -479,7 +479,9 @@ class Kernel:
     # ============================================================================ state handlers
 
     def _install_state_handlers(self) -> None:
-        sub = self.bus.subscribe
+        def sub(t: type[Event], h: Callable[[Any], Any]) -> None:
+            self.bus.subscribe(t, h, priority=PRIORITY_KERNEL)
+
         sub(BookSnapshot, self._on_book)
         sub(BookDelta, self._on_delta)
         sub(TickSizeChange, self._on_tick_size)

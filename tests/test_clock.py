@@ -175,5 +175,6 @@ def test_timers_match_dict_model(ops: list[tuple[str, str, str, int]]) -> None:
                 del model[(o, n)]
         else:
             assert t.next_deadline() == (min(d for d, _ in model.values()) if model else None)
-        assert t.pending() == sorted((d, o, n) for (o, n), (d, _s) in model.items())
+        # firing order: deadline, then the order they were armed in
+        assert t.pending() == [(d, o, n) for d, _s, o, n in sorted((d, s, o, n) for (o, n), (d, s) in model.items())]
     assert t.next_deadline() == (min(d for d, _ in model.values()) if model else None)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
+from ..bus import PRIORITY_EXECUTIONS
 from ..events import OrderEvent, OrderIntent, TimerFired
 from ..risk import LOT, Decision, reject
 from ..units import SCALE
@@ -56,8 +57,8 @@ class Executions:
     def __init__(self, kernel: Kernel) -> None:
         self.k = kernel
         self.working: dict[str, Working] = {}  # child client id -> its work
-        kernel.bus.subscribe(OrderEvent, self._on_order)
-        kernel.bus.subscribe(TimerFired, self._on_timer)
+        kernel.bus.subscribe(OrderEvent, self._on_order, priority=PRIORITY_EXECUTIONS)
+        kernel.bus.subscribe(TimerFired, self._on_timer, priority=PRIORITY_EXECUTIONS)
 
     # ------------------------------------------------------------------ pricing
 

@@ -46,8 +46,9 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     "partially_filled": frozenset(
         {"partially_filled", "filled", "cancel_pending", "cancelled", "expired", "unknown"}
     ),
+    # "rejected": the submit was refused while a cancel was on its way (a killed FOK, say)
     "cancel_pending": frozenset(
-        {"cancelled", "partially_filled", "filled", "expired", "accepted", "unknown"}
+        {"cancelled", "partially_filled", "filled", "expired", "accepted", "unknown", "rejected"}
     ),
     "unknown": frozenset(
         {"accepted", "rejected", "partially_filled", "filled", "cancel_pending", "cancelled",
@@ -149,6 +150,10 @@ class OrderStore:
             return None, f"unknown order {ev.client_id!r}"
         new = EVENT_STATE[type(ev)]
         old = o.state
+        if new == "cancel_pending" and old in TERMINAL:
+            # the cancel crossed the order's end (a fill queued behind the event that prompted
+            # the cancel): there is nothing left to cancel, and nothing changes
+            return o, None
         # a repeated non-fill event (a second "accepted") is idempotent; a fill always moves money,
         # so it must be allowed from the current state (no fills on a filled or rejected order).
         if new != old or isinstance(ev, FillEvent):

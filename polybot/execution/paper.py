@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from loguru import logger
 
+from ..bus import PRIORITY_EXECUTOR
 from ..events import (
     BookDelta,
     BookSnapshot,
@@ -153,7 +154,7 @@ class PaperExecutor(Executor):
         self.share_res_by_asset: dict[str, int] = {}
         self.levels: dict[tuple[str, str, int], Level] = {}
         self.resting: dict[str, Resting] = {}
-        self.by_asset: dict[str, int] = {}  # asset -> number of resting orders
+        self.asset_orders: dict[str, dict[str, Resting]] = {}  # asset -> its resting orders
         self.consumed: dict[tuple[str, str, int], int] = {}  # (asset, "BID"|"ASK", price) -> taken
         self.arriving: dict[str, int] = {}  # client_id -> arrival time (latency)
         self.cancelling: dict[str, int] = {}  # client_id -> time the cancel reaches the book
@@ -189,7 +190,7 @@ class PaperExecutor(Executor):
             self.levels[(a, s, p)] = lv
             for r in lv.orders:
                 self.resting[r.client_id] = r
-                self.by_asset[a] = self.by_asset.get(a, 0) + 1
+                self.asset_orders.setdefault(a, {})[r.client_id] = r
         self.consumed = {(a, s, p): v for a, s, p, v in st["consumed"]}
         self.arriving = dict(st["arriving"])
         self.cancelling = dict(st["cancelling"])
@@ -201,17 +202,17 @@ class PaperExecutor(Executor):
             if o is not None:
                 a = o.asset_id
                 self.share_res_by_asset[a] = self.share_res_by_asset.get(a, 0) + self.share_res[cid]
-        for a in list(self.by_asset) + [a for a, _s, _p in self.consumed]:
+        for a in sorted(set(self.asset_orders) | {a for a, _s, _p in self.consumed}):
             self._watch(a)
 
     # ------------------------------------------------------------------ wiring
 
     def attach(self, kernel: Kernel) -> None:
         super().attach(kernel)
-        sub = kernel.bus.subscribe
-        sub(TradePrint, self._on_print)
-        sub(MarketResolved, self._on_resolved)
-        sub(TimerFired, self._on_timer)
+        bus = kernel.bus
+        bus.subscribe(TradePrint, self._on_print, priority=PRIORITY_EXECUTOR)
+        bus.subscribe(MarketResolved, self._on_resolved, priority=PRIORITY_EXECUTOR)
+        bus.subscribe(TimerFired, self._on_timer, priority=PRIORITY_EXECUTOR)
         for a in sorted(self._subscribed):
             self._subscribed.discard(a)
             self._watch(a)
@@ -231,11 +232,11 @@ class PaperExecutor(Executor):
             return
         self._subscribed.add(asset_id)
         bus = self.kernel.bus
-        bus.subscribe(BookDelta, self._on_delta, key=asset_id)
-        bus.subscribe(BookSnapshot, self._on_snapshot, key=asset_id)
+        bus.subscribe(BookDelta, self._on_delta, key=asset_id, priority=PRIORITY_EXECUTOR)
+        bus.subscribe(BookSnapshot, self._on_snapshot, key=asset_id, priority=PRIORITY_EXECUTOR)
 
     def _unwatch(self, asset_id: str) -> None:
-        if asset_id not in self._subscribed or self.by_asset.get(asset_id):
+        if asset_id not in self._subscribed or self.asset_orders.get(asset_id):
             return
         if any(k[0] == asset_id for k in self.consumed):
             return
@@ -264,6 +265,8 @@ class PaperExecutor(Executor):
         k = self.kernel
         assert k is not None
         if self.latency_ns:
+            if order.client_id in self.cancelling:
+                return  # a cancel is already on its way: the earlier one arrives first
             at = k.clock.now() + self.latency_ns
             self.cancelling[order.client_id] = at
             k.timers.set(OWNER, "cancel:" + order.client_id, at)
@@ -437,9 +440,21 @@ class PaperExecutor(Executor):
         if reason:
             self._reject(order, reason)
             return
-        if info is not None and (info.closed or not info.accepting_orders):
-            self._reject(order, "market is not accepting orders")
+        market = info.market if info is not None else it.market
+        if (info is not None and (info.closed or not info.accepting_orders)) or (market and market in k.catalog.resolved):
+            self._reject(order, "market is not accepting orders (closed or resolved)")
             return
+        if it.side == "BUY" and self.check_balance:
+            # the fee schedule may have changed while the order travelled: cover the worst case
+            # again, or refuse it like the venue would
+            need = max_buy_cost(order.remaining, it.price, self._fee_schedule(order))
+            have = self.reserved.get(order.client_id, 0)
+            if need > have:
+                if need - have > self.cash:
+                    self._reject(order, f"{NO_BALANCE}: needs {need} base units of collateral, {have + self.cash} free")
+                    return
+                self.cash -= need - have
+                self.reserved[order.client_id] = need
         if it.post_only and marketable:
             self._reject(order, "post-only order would cross the book")
             return
@@ -479,11 +494,8 @@ class PaperExecutor(Executor):
                     seq=self.seq, expire_at=expire_at)  # fmt: skip
         lv.orders.append(r)
         self.resting[r.client_id] = r
-        self.by_asset[r.asset_id] = self.by_asset.get(r.asset_id, 0) + 1
+        self.asset_orders.setdefault(r.asset_id, {})[r.client_id] = r
         self._watch(r.asset_id)
-        comp = self._complement(r.asset_id)
-        if comp is not None:
-            self._watch(comp)
         if expire_at:
             self.kernel.timers.set(OWNER, "expire:" + r.client_id, max(expire_at, now))  # type: ignore[union-attr]
 
@@ -496,12 +508,12 @@ class PaperExecutor(Executor):
             if not lv.orders:
                 del self.levels[key]
         self.resting.pop(r.client_id, None)
-        n = self.by_asset.get(r.asset_id, 0) - 1
-        if n > 0:
-            self.by_asset[r.asset_id] = n
-        else:
-            self.by_asset.pop(r.asset_id, None)
-            self._unwatch(r.asset_id)
+        mine = self.asset_orders.get(r.asset_id)
+        if mine is not None:
+            mine.pop(r.client_id, None)
+            if not mine:
+                del self.asset_orders[r.asset_id]
+                self._unwatch(r.asset_id)
         self.kernel.timers.cancel(OWNER, "expire:" + r.client_id)  # type: ignore[union-attr]
 
     def _cancel_now(self, client_id: str, reason: str) -> None:
@@ -565,7 +577,7 @@ class PaperExecutor(Executor):
                         consumed[key] = ev.size
                     else:
                         del consumed[key]
-                        if ev.asset_id not in self.by_asset:
+                        if ev.asset_id not in self.asset_orders:
                             self._unwatch(ev.asset_id)
         lv = self.levels.get(key)
         if lv is not None:
@@ -573,7 +585,7 @@ class PaperExecutor(Executor):
             lv.visible = ev.size
             if d > 0:
                 self._shrink(lv, d)
-        if ev.size > 0 and self.by_asset.get(ev.asset_id):
+        if ev.size > 0 and ev.asset_id in self.asset_orders:
             self._cross(ev.asset_id, "ASK" if ev.side == "ASK" else "BID", ev.price)
 
     def _on_snapshot(self, ev: BookSnapshot) -> None:
@@ -596,12 +608,12 @@ class PaperExecutor(Executor):
             lv.visible = vis
             if d > 0:
                 self._shrink(lv, d)
-        if self.by_asset.get(a):
+        if a in self.asset_orders:
             if book.best_ask:
                 self._cross(a, "ASK", book.best_ask)
             if book.best_bid:
                 self._cross(a, "BID", book.best_bid)
-        if a not in self.by_asset:
+        if a not in self.asset_orders:
             self._unwatch(a)
 
     def _shrink(self, lv: Level, d: int) -> None:
@@ -621,8 +633,10 @@ class PaperExecutor(Executor):
     def _cross(self, asset_id: str, bside: str, price: int) -> None:
         """Visible liquidity at ``price`` on side ``bside`` may have crossed resting orders."""
         side = "BUY" if bside == "ASK" else "SELL"
-        orders = [r for lv_key, lv in self.levels.items() if lv_key[0] == asset_id
-                  for r in lv.orders if r.side == side and (r.price >= price if side == "BUY" else r.price <= price)]  # fmt: skip
+        mine = self.asset_orders.get(asset_id)
+        if not mine:
+            return
+        orders = [r for r in mine.values() if r.side == side and (r.price >= price if side == "BUY" else r.price <= price)]
         if not orders:
             return
         orders.sort(key=(lambda r: (-r.price, r.seq)) if side == "BUY" else (lambda r: (r.price, r.seq)))
@@ -661,14 +675,14 @@ class PaperExecutor(Executor):
         for asset, side, price in targets:
             if budget <= 0:
                 break
-            if not self.by_asset.get(asset):
+            if asset not in self.asset_orders:
                 continue
             budget = self._print_hits(asset, side, price, budget)
 
     def _print_hits(self, asset: str, side: str, price: int, volume: int) -> int:
         """A trade of ``volume`` at ``price`` against our ``side`` orders on ``asset``; returns
         the volume not used by them."""
-        better = [r for r in self.resting.values() if r.asset_id == asset and r.side == side
+        better = [r for r in self.asset_orders.get(asset, {}).values() if r.side == side
                   and (r.price > price if side == "BUY" else r.price < price)]  # fmt: skip
         better.sort(key=(lambda r: (-r.price, r.seq)) if side == "BUY" else (lambda r: (r.price, r.seq)))
         for r in better:  # the taker went through our price: it would have met us first
@@ -704,6 +718,9 @@ class PaperExecutor(Executor):
         k = self.kernel
         assert k is not None
         assets = set(ev.asset_ids)
+        info = k.catalog.market(ev.market)
+        if not assets and info is not None:
+            assets = set(info.asset_ids)
         for r in sorted(self.resting.values(), key=lambda r: r.seq):
             if r.market == ev.market or r.asset_id in assets:
                 o = k.orders.get(r.client_id)
@@ -720,5 +737,8 @@ class PaperExecutor(Executor):
             held = self.shares.pop(a, 0)
             if held > 0 and a == ev.winning_asset_id:
                 self.cash += held
+            for key in [key for key in self.consumed if key[0] == a]:
+                del self.consumed[key]
+            self._unwatch(a)
         if ev.asset_ids:
             logger.debug("paper: market {} resolved, balances settled", ev.market)
