@@ -3,7 +3,9 @@
 * ``subscribe(EventType, handler, key=None)``: ``EventType`` may be a concrete event class, a base
   class (all its subclasses) or :class:`~polybot.events.Event` (wildcard: every event). ``key``
   restricts delivery to events whose ``asset_id`` equals it.
-* ``publish(event)``: dispatches synchronously to every matching handler in subscription order.
+* ``publish(event)``: dispatches synchronously to every matching handler in subscription order
+  (the kernel's own components subscribe in earlier priority tiers: its state, the execution
+  modes, the executor; strategies and everyone else follow in subscription order).
   An event published from inside a handler is queued and dispatched after the current one
   finishes, FIFO: there is no recursion and one global order.
 * Routing costs two dict lookups per event: the handler tuple for ``(class)`` or, for classes

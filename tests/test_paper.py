@@ -451,3 +451,60 @@ def test_queue_on_a_real_recording_counts_each_trade_once() -> None:
     assert ahead == [(p(326.43), p(326.43)), (p(326.43), p(326.43))]
     assert fills == []
     assert k.integrity.summary()["total"]["failed"] == 0
+
+
+# ------------------------------------------------------------------ invariants under random sessions
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_PRICES = st.sampled_from([0.45, 0.46, 0.47, 0.48, 0.49, 0.50, 0.51, 0.52, 0.53])
+_STEP = st.one_of(
+    st.tuples(st.just("order"), st.sampled_from(["BUY", "SELL"]), _PRICES, st.integers(1, 40),
+              st.sampled_from(["GTC", "FAK", "FOK"]), st.sampled_from([YES, NO])),
+    st.tuples(st.just("delta"), st.sampled_from(["BID", "ASK"]), _PRICES, st.integers(0, 120)),
+    st.tuples(st.just("trade"), st.sampled_from([YES, NO]), _PRICES, st.integers(1, 60), st.sampled_from(["BUY", "SELL", None])),
+    st.tuples(st.just("cancel"), st.integers(0, 30)),
+    st.tuples(st.just("wait"), st.integers(1, 50)),
+)  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.sampled_from([0, 20]), st.lists(_STEP, max_size=40), st.booleans())
+def test_random_sessions_keep_the_books_of_account_consistent(latency: int, steps: list, resolve: bool) -> None:
+    """Whatever happens: the paper ledger (the venue's view) equals the portfolio, nothing goes
+    negative, no order fills beyond its size, no reservation outlives its order, and the state
+    machine never refuses an event."""
+    r = Rig(cash="300", latency_ms=latency)
+    r.books(bids=[(0.48, 100), (0.47, 50)], asks=[(0.50, 10), (0.51, 20), (0.53, 40)])
+    for step in steps:
+        kind = step[0]
+        if kind == "order":
+            _k, side, price, size, tif, asset = step
+            px = price if asset == YES else round(1 - price, 2)
+            r.k.submit("s", OrderIntent(strategy="s", asset_id=asset, market=M, side=side, price=p(px),  # type: ignore[arg-type]
+                                        size=p(size), tif=tif))  # type: ignore[arg-type]  # fmt: skip
+        elif kind == "delta":
+            r.delta(step[1], step[2], step[3])
+        elif kind == "trade":
+            r.trade(step[1], step[2], step[3], step[4])
+        elif kind == "cancel":
+            opens = r.k.orders.open_orders()
+            if opens:
+                r.k.cancel(None, opens[step[1] % len(opens)].client_id)
+        else:
+            r.feed(BookDelta(asset_id=YES, market=M, side="BID", price=p(0.40), size=p(step[1])), dt=step[1] * MS)
+        ex, pf = r.ex, r.k.portfolio
+        assert ex.cash >= 0 and all(v >= 0 for v in ex.shares.values())
+        assert ex.cash + sum(ex.reserved.values()) == pf.cash
+        for a in (YES, NO):
+            assert ex.shares.get(a, 0) == pf.size(a)
+        for cid in list(ex.reserved) + list(ex.share_res):
+            o = r.k.orders.get(cid)
+            assert o is not None and (o.is_open or cid in ex.arriving)
+        assert all(o.filled <= o.intent.size for o in r.k.orders.all())
+        assert r.k.stats.illegal_transitions == 0
+    if resolve:
+        r.feed(MarketResolved(market=M, asset_ids=(YES, NO), winning_asset_id=YES))
+        assert not r.ex.resting and not r.ex.shares and not r.ex.reserved
+        assert r.ex.cash == r.k.portfolio.cash
