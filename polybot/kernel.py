@@ -211,6 +211,7 @@ class Kernel:
         self.executions = Executions(self)
         self.set_executor(executor or NullExecutor())
         self.portfolio.starting_cash = self.executor.start_cash
+        self.risk.attach(self)
 
     # ============================================================================ wiring
 
@@ -701,6 +702,10 @@ class Kernel:
         elif not o.is_open:
             self.exposure.release(o.client_id)
 
+    def halt(self, reason: str) -> None:
+        """Halt trading from inside the engine (a risk limit tripped)."""
+        self._set_state("halted", reason)
+
     def _set_state(self, state: str, reason: str) -> None:
         prev = self.trading_state
         if prev == state:
@@ -783,6 +788,7 @@ class Kernel:
             "exposure": self.exposure.to_state(),
             "executor": {"name": self.executor.name, "state": self.executor.to_state()},
             "modes": self.executions.to_state(),
+            "risk": self.risk.to_state(),
             "strategies": {
                 k: {"enabled": s.enabled, "params": msgspec.to_builtins(s.params, enc_hook=enc_hook), "state": s.snapshot()}
                 for k, s in sorted(self.strategies.items())
@@ -803,6 +809,7 @@ class Kernel:
         self.orders.restore(st["orders"])
         self.exposure.restore(st["exposure"])
         self.executions.restore(st.get("modes", []))
+        self.risk.restore(st.get("risk", {}))
         ex = st.get("executor")
         if ex is not None and ex.get("state") is not None:
             if ex.get("name") == self.executor.name:
@@ -821,7 +828,7 @@ class Kernel:
     def summary_state(self) -> dict[str, Any]:
         """The comparable part of the state (positions, open orders, PnL, risk state)."""
         st = self.to_state()
-        return {k: st[k] for k in ("seq", "trading_state", "portfolio", "orders", "exposure", "timers", "executor", "modes", "strategies")}
+        return {k: st[k] for k in ("seq", "trading_state", "portfolio", "orders", "exposure", "timers", "executor", "modes", "risk", "strategies")}
 
 
 def _sanity(it: OrderIntent) -> str:

@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import attrs
 
-from .events import OrderIntent
-from .units import SCALE
+from ..events import OrderIntent
+from ..units import SCALE
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .kernel import Kernel
+    from ..kernel import Kernel
 
 Action = Literal["approve", "resize", "reject"]
 
@@ -95,6 +95,19 @@ class RiskContext:
     @property
     def now(self) -> int:
         return self.kernel.clock.now()
+
+    def info(self, asset_id: str):  # noqa: ANN201
+        """The asset's market (``MarketInfo``) from the catalog, or None."""
+        return self.kernel.catalog.for_asset(asset_id)
+
+    def book(self, asset_id: str):  # noqa: ANN201
+        """The asset's ``OrderBook``, or None."""
+        return self.kernel.books.get(asset_id)
+
+    def halt(self, reason: str) -> None:
+        """Halt trading (a loss limit or a breaker tripped): an engine decision, journaled as a
+        ``trading_state`` event, that survives a restart like an operator's halt."""
+        self.kernel.halt(reason)
 
 
 def worst_case(intent: OrderIntent, held: int) -> int:
@@ -187,15 +200,54 @@ BUILTIN_VALIDATORS: dict[str, Callable[..., Validator]] = {
 
 
 class RiskChain:
-    def __init__(self, validators: Sequence[Validator]) -> None:
+    """The ordered validators. ``overrides`` maps a strategy instance to its own list (built from
+    the config's per-strategy parameters); other strategies use ``validators``.
+
+    A validator may also have ``attach(kernel)`` (called once: stateful validators subscribe to
+    the bus there, at the kernel's priority, so they see fills and rejections before strategies
+    act) and ``to_state()`` / ``restore(state)`` (their state is part of the kernel's snapshot)."""
+
+    def __init__(self, validators: Sequence[Validator], overrides: dict[str, Sequence[Validator]] | None = None) -> None:
         self.validators = list(validators)
+        self.overrides = {k: list(v) for k, v in (overrides or {}).items()}
+
+    def all_validators(self) -> list[tuple[str, Validator]]:
+        """(scope, validator) for every instance: scope "" is the global chain."""
+        out: list[tuple[str, Validator]] = [("", v) for v in self.validators]
+        for s in sorted(self.overrides):
+            out += [(s, v) for v in self.overrides[s] if not any(v is g for g in self.validators)]
+        return out
+
+    def attach(self, kernel: Kernel) -> None:
+        for _scope, v in self.all_validators():
+            att = getattr(v, "attach", None)
+            if att is not None:
+                att(kernel)
+
+    def to_state(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for scope, v in self.all_validators():
+            f = getattr(v, "to_state", None)
+            if f is not None:
+                out[f"{scope}/{getattr(v, 'name', type(v).__name__)}"] = f()
+        return out
+
+    def restore(self, st: dict[str, Any]) -> None:
+        for scope, v in self.all_validators():
+            key = f"{scope}/{getattr(v, 'name', type(v).__name__)}"
+            f = getattr(v, "restore", None)
+            if f is not None and key in st:
+                f(st[key])
+
+    def chain_for(self, strategy: str) -> list[Validator]:
+        return self.overrides.get(strategy, self.validators)
 
     def check_intent(self, intent: OrderIntent, ctx: RiskContext) -> tuple[Decision, OrderIntent]:
         """Run every validator; returns the final decision and the (possibly resized) intent."""
         import msgspec
 
         resized: Decision | None = None
-        for v in self.validators:
+        for v in self.overrides.get(ctx.strategy, self.validators) if self.overrides else self.validators:
             try:
                 d = v.check(intent, ctx)
             except Exception as exc:  # noqa: BLE001 - fail closed

@@ -1,0 +1,24 @@
+"""The risk chain: ordered validators between ``submit()`` and the executor (see
+:mod:`polybot.risk.chain` for the chain's rules, and the validator modules for the checks)."""
+
+from .chain import (
+    APPROVE,
+    BUILTIN_VALIDATORS,
+    LOT,
+    Action,
+    Decision,
+    Exposure,
+    PassThrough,
+    RiskChain,
+    RiskContext,
+    TradingStateValidator,
+    Validator,
+    reject,
+    resize,
+    worst_case,
+)
+
+__all__ = [
+    "APPROVE", "BUILTIN_VALIDATORS", "LOT", "Action", "Decision", "Exposure", "PassThrough", "RiskChain",
+    "RiskContext", "TradingStateValidator", "Validator", "reject", "resize", "worst_case",
+]  # fmt: skip
