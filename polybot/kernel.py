@@ -75,7 +75,9 @@ from .journal import JournalWriter, one_line, text_frame
 from .execution.modes import Executions
 from .execution.orders import EVENT_STATE, OrderStore
 from .portfolio import Portfolio
-from .risk import LOT, Decision, Exposure, RiskChain, RiskContext, TradingStateValidator, reject, worst_case
+from .execution.rules import max_buy_cost
+from .risk import LOT, Decision, Exposure, RiskChain, RiskContext, TradingStateValidator, reject
+from .risk.chain import order_loss
 from .strategy import Context, Strategy, convert_params
 from .units import SCALE, from_units
 
@@ -437,9 +439,7 @@ class Kernel:
             return _with_ids(decision, ids)
         reserved = 0
         for it in final:
-            amt = worst_case(it, self.portfolio.size(it.asset_id, strategy))
-            self.exposure.reserve(it.client_id, strategy, it.asset_id, amt)
-            reserved += amt
+            reserved += self._reserve(it, strategy, it.size)
         if decision.action == "resize":
             self.emit(RiskResized(ts=now, strategy=strategy, client_ids=ids, plan_id=plan_id,
                                   validator=decision.validator, reason=decision.reason,
@@ -457,6 +457,22 @@ class Kernel:
         for o in orders:
             self.executor.submit(o)
         return _with_ids(decision, ids)
+
+    def _reserve(self, it: OrderIntent, strategy: str, size: int) -> int:
+        """Reserve an order's worst case for ``size`` shares: its cash at risk (a BUY's notional
+        plus the taker fee at its limit; an uncovered SELL's (1 - p) per share) and its share of
+        the market's worst-case loss. Returns the cash at risk."""
+        held = self.portfolio.size(it.asset_id, strategy)
+        if it.side == "BUY":
+            info = self.catalog.for_asset(it.asset_id)
+            amt = max_buy_cost(size, it.price, info.fees if info is not None else None)
+            loss = amt
+        else:
+            uncovered = max(0, size - max(0, held))
+            amt = -((-(SCALE - it.price) * uncovered) // SCALE)
+            loss = order_loss("SELL", it.price, size)
+        self.exposure.reserve(it.client_id, strategy, it.asset_id, amt, it.side, loss)
+        return amt
 
     def cancel(self, strategy: str | None, client_id: str, reason: str = "") -> bool:
         o = self.orders.get(client_id)
@@ -685,9 +701,7 @@ class Kernel:
             self.stats.fills += 1
             p = self.portfolio.apply_fill(o.strategy, ev)
             if o.is_open:
-                rest = msgspec.structs.replace(o.intent, size=o.remaining)
-                self.exposure.reserve(o.client_id, o.strategy, o.asset_id,
-                                      worst_case(rest, self.portfolio.size(o.asset_id, o.strategy)))  # fmt: skip
+                self._reserve(o.intent, o.strategy, o.remaining)
             else:
                 self.exposure.release(o.client_id)
             pf = self.portfolio

@@ -395,7 +395,7 @@ def test_exposure_state_round_trip() -> None:
     ex.reserve("a", "s2", "B", 7)
     ex.release("b", 3)
     state = ex.to_state()
-    assert state == [["a", "s2", "B", 7], ["b", "s1", "A", 7]]
+    assert state == [["a", "s2", "B", 7, "BUY", 7], ["b", "s1", "A", 7, "BUY", 7]]
     other = Exposure()
     other.reserve("junk", "x", "y", 999)
     other.restore(state)

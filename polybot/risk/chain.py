@@ -104,6 +104,84 @@ class RiskContext:
         """The asset's ``OrderBook``, or None."""
         return self.kernel.books.get(asset_id)
 
+    # ---------------------------------------------------------------- worst-case exposure
+
+    def market_assets(self, market_or_asset: str) -> tuple[tuple[str, ...], bool]:
+        """The outcome tokens of a market (from the catalog) and whether they are its complete
+        set of outcomes (a binary market is: exactly one of them pays 1). An asset missing from
+        the catalog is a market of its own, not complete (it may also pay nothing)."""
+        cat = self.kernel.catalog
+        info = cat.market(market_or_asset) or cat.for_asset(market_or_asset)
+        if info is None:
+            return (market_or_asset,), False
+        return info.asset_ids, not info.neg_risk_augmented
+
+    def outcome_losses(self, market_or_asset: str, strategy: str | None = None,
+                       extra: OrderIntent | None = None, extra_loss: int | None = None) -> list[int]:  # fmt: skip
+        """The loss (base units, positive = money lost) in each way the market can resolve,
+        counting the positions' cost basis and payout, every open order filled when that hurts
+        (a BUY of an outcome that loses, a SELL of the one that wins), and ``extra`` (an intent
+        being checked) likewise. Matched YES+NO pairs net out: one of them always pays 1."""
+        k = self.kernel
+        scope = strategy or ""
+        assets, complete = self.market_assets(market_or_asset)
+        pf = k.portfolio
+        ex = k.exposure
+        cost = 0
+        held: list[int] = []
+        buys: list[int] = []
+        sells: list[int] = []
+        for a in assets:
+            p = pf.by_strategy.get((scope, a)) if scope else pf.positions.get(a)
+            cost += p.cost if p is not None else 0
+            held.append(p.size if p is not None else 0)
+            b = ex.buys.get((scope, a), 0)
+            s_ = ex.sells.get((scope, a), 0)
+            if extra is not None and extra.asset_id == a:
+                lo = order_loss(extra.side, extra.price, extra.size, extra_loss)
+                if extra.side == "BUY":
+                    b += lo
+                else:
+                    s_ += lo
+            buys.append(b)
+            sells.append(s_)
+        all_buys = sum(buys)
+        out = [cost - held[i] + (all_buys - buys[i]) + sells[i] for i in range(len(assets))]
+        if not complete:
+            out.append(cost + all_buys)  # none of the listed outcomes pays
+        return out
+
+    def market_loss(self, market_or_asset: str, strategy: str | None = None,
+                    extra: OrderIntent | None = None, extra_loss: int | None = None) -> int:  # fmt: skip
+        """Worst-case loss across the market's outcomes (0 when every outcome is a gain)."""
+        return max(0, max(self.outcome_losses(market_or_asset, strategy, extra, extra_loss)))
+
+    def market_of(self, asset_id: str) -> str:
+        info = self.kernel.catalog.for_asset(asset_id)
+        return info.market if info is not None else asset_id
+
+    def active_markets(self, strategy: str | None = None) -> set[str]:
+        """Markets (or lone assets) where the scope holds a position or has open orders."""
+        k = self.kernel
+        scope = strategy or ""
+        pf = k.portfolio
+        assets = set(k.exposure.assets(scope))
+        if scope:
+            assets |= {a for (s, a), p in pf.by_strategy.items() if s == scope and p.size}
+        else:
+            assets |= {a for a, p in pf.positions.items() if p.size}
+        return {self.market_of(a) for a in assets}
+
+    def total_loss(self, strategy: str | None = None, extra: OrderIntent | None = None,
+                   extra_loss: int | None = None, markets: set[str] | None = None) -> int:  # fmt: skip
+        """Sum of the worst-case losses of every active market of the scope (or of ``markets``),
+        with ``extra`` added to its own market."""
+        ms = set(self.active_markets(strategy)) if markets is None else set(markets)
+        em = self.market_of(extra.asset_id) if extra is not None else None
+        if em is not None and markets is None:
+            ms.add(em)
+        return sum(self.market_loss(m, strategy, extra if m == em else None, extra_loss) for m in sorted(ms))
+
     def halt(self, reason: str) -> None:
         """Halt trading (a loss limit or a breaker tripped): an engine decision, journaled as a
         ``trading_state`` event, that survives a restart like an operator's halt."""
@@ -120,21 +198,45 @@ def worst_case(intent: OrderIntent, held: int) -> int:
     return -((-(SCALE - intent.price) * uncovered) // SCALE)  # rounded up, like the BUY side
 
 
+def order_loss(side: str, price: int, size: int, buy_cost: int | None = None) -> int:
+    """An open order's contribution to its market's worst-case loss (see
+    :meth:`RiskContext.outcome_losses`): a BUY can cost what it pays (``buy_cost`` when the caller
+    includes the taker fee); a SELL of outcome k at p turns a share that would pay 1 if k wins
+    into p, a loss of (1 - p) per share in that outcome. Rounded up."""
+    if side == "BUY":
+        return buy_cost if buy_cost is not None else -((-price * size) // SCALE)
+    return -((-(SCALE - price) * size) // SCALE)
+
+
 class Exposure:
-    """Reserved worst-case exposure of open orders and approved in-flight intents."""
+    """Reserved worst-case exposure of open orders and approved in-flight intents.
+
+    ``amount`` per order is its cash at risk (what the risk event reports as reserved); each
+    order also adds ``loss`` (:func:`order_loss`) to its asset's open BUY or SELL total, for the
+    account ("") and for its strategy: those totals are what the market worst-case loss reads."""
 
     def __init__(self) -> None:
         self.by_order: dict[str, tuple[str, str, int]] = {}  # client_id -> (strategy, asset, amount)
         self.total = 0
         self.by_strategy: dict[str, int] = {}
         self.by_asset: dict[str, int] = {}
+        self.legs: dict[str, tuple[str, int]] = {}  # client_id -> (side, loss)
+        self.buys: dict[tuple[str, str], int] = {}  # (scope, asset) -> open BUY loss
+        self.sells: dict[tuple[str, str], int] = {}  # (scope, asset) -> open SELL loss
 
-    def reserve(self, client_id: str, strategy: str, asset_id: str, amount: int) -> None:
+    def reserve(self, client_id: str, strategy: str, asset_id: str, amount: int, side: str = "BUY",
+                loss: int | None = None) -> None:  # fmt: skip
         self.release(client_id)
         self.by_order[client_id] = (strategy, asset_id, amount)
         self.total += amount
         self.by_strategy[strategy] = self.by_strategy.get(strategy, 0) + amount
         self.by_asset[asset_id] = self.by_asset.get(asset_id, 0) + amount
+        lo = amount if loss is None else loss
+        self.legs[client_id] = (side, lo)
+        agg = self.sells if side == "SELL" else self.buys
+        for scope in ("", strategy):
+            k = (scope, asset_id)
+            agg[k] = agg.get(k, 0) + lo
 
     def release(self, client_id: str, amount: int | None = None) -> None:
         """Release all (or ``amount`` of) an order's reservation."""
@@ -146,18 +248,42 @@ class Exposure:
         self.total -= amt
         self.by_strategy[strategy] -= amt
         self.by_asset[asset] -= amt
+        side, lo = self.legs.pop(client_id, ("BUY", 0))
+        # a partial release scales the loss contribution with the amount
+        lo_amt = lo if amt == have or not have else lo * amt // have
+        agg = self.sells if side == "SELL" else self.buys
+        for scope in ("", strategy):
+            k = (scope, asset)
+            v = agg.get(k, 0) - lo_amt
+            if v:
+                agg[k] = v
+            else:
+                agg.pop(k, None)
         if amt == have:
             del self.by_order[client_id]
         else:
             self.by_order[client_id] = (strategy, asset, have - amt)
+            self.legs[client_id] = (side, lo - lo_amt)
+
+    def open_buy(self, asset_id: str, strategy: str = "") -> int:
+        return self.buys.get((strategy, asset_id), 0)
+
+    def open_sell(self, asset_id: str, strategy: str = "") -> int:
+        return self.sells.get((strategy, asset_id), 0)
+
+    def assets(self, strategy: str = "") -> set[str]:
+        """Assets with open orders in this scope."""
+        return {a for (s, a) in self.buys if s == strategy} | {a for (s, a) in self.sells if s == strategy}
 
     def to_state(self) -> list[list[Any]]:
-        return [[k, *v] for k, v in sorted(self.by_order.items())]
+        return [[k, *v, *self.legs.get(k, ("BUY", v[2]))] for k, v in sorted(self.by_order.items())]
 
     def restore(self, items: list[list[Any]]) -> None:
         self.__init__()  # type: ignore[misc]
-        for cid, s, a, amt in items:
-            self.reserve(cid, s, a, amt)
+        for item in items:
+            cid, s, a, amt = item[:4]
+            side, lo = (item[4], item[5]) if len(item) >= 6 else ("BUY", amt)
+            self.reserve(cid, s, a, amt, side, lo)
 
 
 # --------------------------------------------------------------------------------------------
