@@ -105,6 +105,8 @@ def _print_summary(s: dict[str, Any]) -> None:
         w(f"  max drawdown {t['max_drawdown_str']}, volume {t['volume_str']} shares / {t['notional_str']} pUSD, "
           f"fills {t['fills']} ({t['maker_fills']} maker, {t['taker_fills']} taker), "
           f"cancelled {t['orders_cancelled']}, expired {t['orders_expired']}, rejected {t['orders_rejected']}\n")  # fmt: skip
+        if t["rejected_by_validator"]:
+            w("  risk rejections by validator: " + ", ".join(f"{k}={v}" for k, v in t["rejected_by_validator"].items()) + "\n")
         for title, sect in (("strategy", rep["per_strategy"]), ("market", rep["per_market"])):
             for name, r in sect.items():
                 w(f"    {title} {name[:16]}: net {r['net_pnl_str']} (realized {r['realized_pnl_str']}, "

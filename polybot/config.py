@@ -54,7 +54,13 @@ class ExecutorConfig(_C):
 
 class RiskConfig(_C):
     chain: list[str] = msgspec.field(default_factory=lambda: ["trading_state"])
+    #: [risk.validators.<name>]: each validator's params
     validators: dict[str, dict[str, Any]] = {}
+    #: [risk.strategies.<instance>.<name>]: params that override the validator's for one
+    #: strategy instance (that strategy then runs its own instance of the validator)
+    strategies: dict[str, dict[str, dict[str, Any]]] = {}
+    #: how far below the best bid a flatten may sell (price, e.g. "0.02")
+    flatten_max_slippage: str = "0.02"
 
 
 class FeedConfig(_C):

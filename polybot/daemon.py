@@ -303,6 +303,7 @@ class Daemon:
             t = self.report.summary()["totals"]
             out["pnl"] = {x: t[x + "_str"] for x in ("net_pnl", "realized_pnl", "unrealized_pnl", "fees", "rebates",
                                                      "max_drawdown", "cash")}  # fmt: skip
+            out["risk_rejections"] = t["rejected_by_validator"]
         healthy = sum(1 for _, b in k.books.items() if b.healthy)
         out["books"] = {"total": len(k.books), "healthy": healthy,
                         "hash_checks": k.integrity.summary()["total"]}  # fmt: skip

@@ -181,6 +181,7 @@ class Kernel:
         verify_books: bool = True,
         hash_defaults: HashDefaults | None = None,
         mark: str = "bid",
+        flatten_max_slippage: int = 20_000,
     ) -> None:
         self.bus = Bus()
         self.clock = ReplayClock()
@@ -196,6 +197,7 @@ class Kernel:
         self.journal = journal
         self.synthesize_timers = synthesize_timers
         self.client_id_prefix = client_id_prefix
+        self.flatten_max_slippage = flatten_max_slippage
         self.stats = KernelStats()
         self.strategies: dict[str, Strategy] = {}
         self.decoders: dict[str, Decoder] = dict(BUILTIN_DECODERS)
@@ -730,8 +732,9 @@ class Kernel:
             cb()
 
     def _on_flatten(self, ev: Flatten) -> None:
-        """Cancel everything, enter reducing, and sell every position at the best bid minus at
-        most ``max_slippage`` (FAK), through the risk chain like any order."""
+        """Cancel everything, enter reducing, and sell every position at the best available
+        prices down to the best bid minus ``max_slippage`` (the event's, else
+        ``[risk] flatten_max_slippage``), FAK, through the risk chain like any order."""
         self.cancel_all(reason="flatten")
         self._set_state("reducing", ev.reason or "flatten")
         for (strat, aid), pos in sorted(self.portfolio.by_strategy.items()):
@@ -742,7 +745,9 @@ class Kernel:
             if b is None or not b.best_bid:
                 logger.warning("flatten: no bid for {}, position of {} left open", aid, strat)
                 continue
-            price = max(b.tick_size or 10_000, b.best_bid - ev.max_slippage)
+            tick = b.tick_size or 10_000
+            floor = b.best_bid - (ev.max_slippage or self.flatten_max_slippage)
+            price = max(tick, -(-floor // tick) * tick)  # on the grid, never below the cap
             self.submit(strat, OrderIntent(strategy=strat, asset_id=aid, market=pos.market, side="SELL",
                                            price=price, size=size, tif="FAK", kind="market",
                                            reduce_only=True, note="flatten"))  # fmt: skip

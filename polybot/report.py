@@ -57,11 +57,12 @@ _TERMINAL_KIND = {OrderRejected: "rejected", OrderCancelled: "cancelled", OrderE
 class Activity:
     """Counters of one scope (the account, a strategy or a market)."""
 
-    __slots__ = (*_COUNT_FIELDS, "volume", "notional")
+    __slots__ = (*_COUNT_FIELDS, "volume", "notional", "by_validator")
 
     def __init__(self) -> None:
         for f in self.__slots__:
             setattr(self, f, 0)
+        self.by_validator: dict[str, int] = {}  # risk rejections (orders) by validator name
 
 
 class Drawdown:
@@ -166,6 +167,8 @@ class SessionReport:
         for cid in ev.client_ids or ("",):
             for c in self._scopes(ev.strategy, pending.pop(cid, "")):
                 c.orders_rejected_risk += 1
+                bv = c.by_validator
+                bv[ev.validator] = bv.get(ev.validator, 0) + 1
 
     def _on_order(self, ev: OrderEvent) -> None:
         k = self.kernel
@@ -302,6 +305,7 @@ def _section(a: Activity | None, v: MarketValue, dd: Drawdown | None) -> dict[st
         "orders_rejected": a.orders_rejected_risk + a.orders_rejected_exec,
         "orders_rejected_risk": a.orders_rejected_risk,
         "orders_rejected_exec": a.orders_rejected_exec,
+        "rejected_by_validator": dict(sorted(a.by_validator.items())),
         "orders_cancelled": a.orders_cancelled,
         "orders_expired": a.orders_expired,
         "fills": a.fills,

@@ -17,6 +17,7 @@ from .kernel import Kernel
 from .risk import BUILTIN_VALIDATORS, RiskChain, Validator
 from .sources import resolve_decoder
 from .strategy import convert_params, import_path, load_strategy_class
+from .units import SCALE, to_units
 
 
 def _by_name(group: str, ref: str) -> Any:
@@ -29,21 +30,55 @@ def _by_name(group: str, ref: str) -> Any:
     raise LookupError(f"no {group.split('.')[-1][:-1]} named {ref!r} (installed: {known})")
 
 
+def _price(text: str, where: str, file: str) -> int:
+    try:
+        v = to_units(str(text))
+    except ValueError as exc:
+        raise ConfigError(f"{file}: {where}: {exc}") from None
+    if not 0 <= v < SCALE:
+        raise ConfigError(f"{file}: {where}: must be in [0, 1), got {text!r}")
+    return v
+
+
+def _validator(name: str, params: dict[str, Any], where: str, file: str) -> Validator:
+    factory = BUILTIN_VALIDATORS.get(name)
+    if factory is None and ":" in name:
+        try:
+            factory = import_path(name)
+        except (ImportError, AttributeError, ValueError) as exc:
+            raise ConfigError(f"{file}: risk.chain: {name!r}: {exc}") from None
+    if factory is None:
+        raise ConfigError(f"{file}: risk.chain: unknown validator {name!r} (built in: {', '.join(sorted(BUILTIN_VALIDATORS))})")
+    try:
+        return factory(**params)  # type: ignore[no-any-return]
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{file}: {where}: {exc}") from None
+
+
 def build_risk(cfg: Config) -> RiskChain:
-    validators: list[Validator] = []
+    """The chain from ``[risk]``: validators in ``chain`` order with ``[risk.validators.<name>]``
+    params; a strategy with ``[risk.strategies.<instance>.<name>]`` overrides gets its own
+    chain, where the overridden validators are separate instances (their own state, their own
+    limits) and the others are shared."""
     file = cfg.source_path or "<config>"
+    validators: list[Validator] = []
     for name in cfg.risk.chain:
         params = dict(cfg.risk.validators.get(name, {}))
-        factory = BUILTIN_VALIDATORS.get(name)
-        try:
-            if factory is None:
-                factory = import_path(name) if ":" in name else None
-            if factory is None:
-                raise ConfigError(f"{file}: risk.chain: unknown validator {name!r} (built in: {', '.join(sorted(BUILTIN_VALIDATORS))})")
-            validators.append(factory(**params))
-        except TypeError as exc:
-            raise ConfigError(f"{file}: risk.validators.{name}: {exc}") from None
-    return RiskChain(validators)
+        validators.append(_validator(name, params, f"risk.validators.{name}", file))
+    overrides: dict[str, list[Validator]] = {}
+    for strat, table in sorted(cfg.risk.strategies.items()):
+        unknown = sorted(set(table) - set(cfg.risk.chain))
+        if unknown:
+            raise ConfigError(f"{file}: risk.strategies.{strat}: {', '.join(unknown)} not in risk.chain")
+        chain: list[Validator] = []
+        for name, shared in zip(cfg.risk.chain, validators):
+            if name in table:
+                params = dict(cfg.risk.validators.get(name, {})) | dict(table[name])
+                chain.append(_validator(name, params, f"risk.strategies.{strat}.{name}", file))
+            else:
+                chain.append(shared)
+        overrides[strat] = chain
+    return RiskChain(validators, overrides)
 
 
 def build_executor(cfg: Config, kind: str | None = None, params: dict[str, Any] | None = None) -> Executor:
@@ -80,6 +115,7 @@ def build_kernel(
         verify_books=cfg.market_data.verify_books if verify_books is None else verify_books,
         hash_defaults=HashDefaults(min_order_size=cfg.market_data.min_order_size, neg_risk=cfg.market_data.neg_risk),
         mark=cfg.portfolio.mark,
+        flatten_max_slippage=_price(cfg.risk.flatten_max_slippage, "risk.flatten_max_slippage", cfg.source_path or "<config>"),
     )
     k.set_decoder_resolver(resolve_decoder)
     file = cfg.source_path or "<config>"

@@ -666,6 +666,12 @@ class ErrorBreaker:
         self.tripped = bool(st.get("tripped", False))
         self.reason = str(st.get("reason", ""))
         self.errors = deque(int(t) for t in st.get("errors", ()))
+        k = self._kernel
+        if self.tripped and k is not None and k.trading_state == "active":
+            # a trip always halts the kernel: an active kernel was resumed (a snapshot taken
+            # across the resume), and no further "active" transition would re-arm us
+            self.tripped = False
+            self.reason = ""
 
 
 #: Registry names -> classes (merged into ``BUILTIN_VALIDATORS`` by the chain's owner).
