@@ -44,6 +44,7 @@ class FakePortfolio:
 class FakeCtx:
     trading_state: str = "active"
     portfolio: FakePortfolio = attrs.Factory(FakePortfolio)
+    strategy: str = "s"
 
 
 @attrs.define

@@ -18,6 +18,10 @@ from .chain import (
     worst_case,
 )
 
+from . import market as _market
+
+BUILTIN_VALIDATORS.update(_market.VALIDATORS)
+
 __all__ = [
     "APPROVE", "BUILTIN_VALIDATORS", "LOT", "Action", "Decision", "Exposure", "PassThrough", "RiskChain",
     "RiskContext", "TradingStateValidator", "Validator", "reject", "resize", "worst_case",

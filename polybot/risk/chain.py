@@ -7,7 +7,11 @@ resize to a smaller size, or reject with a reason a person can read). The chain:
 * passes a multi-leg plan whole or not at all; if any leg is resized, every leg is resized to the
   same share count (rounded down to the lot) and re-checked, or the plan is rejected;
 * on approval, the kernel reserves the order's worst-case exposure at once (see
-  :class:`Exposure`), so the next strategy handling the same event already sees it.
+  :class:`Exposure`), so the next strategy handling the same event already sees it;
+* a ``reduce_only`` intent that really shrinks its strategy's position (a flatten's sells) skips
+  the validators marked ``skip_reducing`` (price band, self-trade, rate limits, caps, sizing),
+  so an emergency exit is never blocked by a throttle; the venue's rules and the book's
+  existence still apply.
 
 Validators are named in config (``[risk] chain = [...]``); third-party ones by ``module:Class``.
 """
@@ -291,6 +295,12 @@ class Exposure:
 # --------------------------------------------------------------------------------------------
 
 
+def reduces(intent: OrderIntent, ctx: RiskContext) -> bool:
+    """The intent only shrinks its strategy's position: a SELL of at most the shares the
+    strategy holds of that asset."""
+    return intent.side == "SELL" and 0 < intent.size <= ctx.portfolio.size(intent.asset_id, ctx.strategy or intent.strategy)
+
+
 @attrs.define
 class PassThrough:
     """Approves everything. For tests and for chains that are deliberately empty."""
@@ -313,8 +323,7 @@ class TradingStateValidator:
             return APPROVE
         if state == "halted":
             return reject(self.name, "trading is halted")
-        held = ctx.portfolio.size(intent.asset_id)
-        if intent.side == "SELL" and intent.size <= held:
+        if reduces(intent, ctx):
             return APPROVE
         return reject(self.name, "trading is reducing: only orders that shrink a position pass")
 
@@ -373,7 +382,10 @@ class RiskChain:
         import msgspec
 
         resized: Decision | None = None
+        exempt = intent.reduce_only and reduces(intent, ctx)
         for v in self.overrides.get(ctx.strategy, self.validators) if self.overrides else self.validators:
+            if exempt and getattr(v, "skip_reducing", False):
+                continue  # a reduce-only order that shrinks a position (flatten) is not throttled
             try:
                 d = v.check(intent, ctx)
             except Exception as exc:  # noqa: BLE001 - fail closed

@@ -292,6 +292,8 @@ class PriceBand:
     ``ticks`` above the best bid, a SELL at most ``ticks`` below the best ask). With no book or an
     empty one there is nothing to compare with: rejected unless ``allow_empty_book``."""
 
+    skip_reducing = True  # a flatten's reduce-only sells pass (RiskChain)
+
     name: str = "price_band"
     ticks: int = 5
     allow_empty_book: bool = False
@@ -347,6 +349,8 @@ class SelfTrade:
 
     Cost: one pass over the open orders of the asset and of its complement.
     """
+
+    skip_reducing = True  # a flatten's reduce-only sells pass (RiskChain)
 
     name: str = "self_trade"
     per_strategy: bool = False
@@ -451,6 +455,8 @@ class RateLimit:
     ``rate_limit`` last to count only orders that are sent. A plan re-checked after a resize is
     charged once per leg (intents already charged at the same kernel time pass).
     """
+
+    skip_reducing = True  # a flatten's reduce-only sells pass (RiskChain)
 
     name: str = "rate_limit"
     per_market_per_s: Any = 5

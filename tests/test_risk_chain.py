@@ -1,0 +1,91 @@
+"""The risk chain as configured: built-in validators by name, per-strategy overrides, a flatten
+that no throttle can block, and the decisions in the journal and the replay summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from polybot.config import ConfigError, parse_config
+from polybot.events import ENCODER, BookSnapshot, FeeSchedule, Flatten, MarketInfo, OrderIntent, RiskRejected
+from polybot.execution.paper import PaperExecutor
+from polybot.kernel import Kernel
+from polybot.risk import BUILTIN_VALIDATORS
+from polybot.wiring import build_risk
+
+YES, NO, M = "yes", "no", "m1"
+U = 1_000_000
+
+
+def p(x: float) -> int:
+    return round(x * U)
+
+
+def kernel(chain: list[str], validators: dict[str, Any] | None = None, strategies: dict | None = None) -> Kernel:
+    cfg = parse_config({"risk": {"chain": chain, "validators": validators or {}, "strategies": strategies or {}}})
+    k = Kernel(executor=PaperExecutor(cash="1000"), risk=build_risk(cfg), verify_books=False)
+    t = [10**9]
+
+    def feed(*evs: Any) -> None:
+        t[0] += 10**6
+        k.process(t[0], "events", ENCODER.encode(list(evs)))
+
+    k.feed = feed  # type: ignore[attr-defined]
+    feed(MarketInfo(market=M, asset_ids=(YES, NO), outcomes=("Yes", "No"), fees=FeeSchedule(rate_ppm=70_000)))
+    feed(BookSnapshot(asset_id=YES, market=M, bids=((p(0.48), p(100)), (p(0.46), p(100))), asks=((p(0.50), p(100)),), tick_size=10_000),
+         BookSnapshot(asset_id=NO, market=M, bids=((p(0.50), p(100)),), asks=((p(0.52), p(100)), (p(0.54), p(100))), tick_size=10_000))  # fmt: skip
+    return k
+
+
+def buy(k: Kernel, strategy: str, size: float, price: float = 0.50, asset: str = YES) -> Any:
+    return k.submit(strategy, OrderIntent(strategy=strategy, asset_id=asset, market=M, side="BUY", price=p(price), size=p(size), tif="FAK"))
+
+
+ALL = ["trading_state", "data_health", "exchange_rules", "price_band", "self_trade", "rate_limit", "error_breaker"]
+
+
+def test_every_builtin_validator_is_registered_and_builds_with_defaults() -> None:
+    for name in ALL:
+        assert name in BUILTIN_VALIDATORS
+    k = kernel(ALL)
+    d = buy(k, "s", 10)
+    assert d.approved and k.portfolio.size(YES, "s") == p(10)
+
+
+def test_a_flatten_is_not_blocked_by_throttles_or_bands() -> None:
+    k = kernel(ALL, {"price_band": {"ticks": 0}, "rate_limit": {"per_market_per_s": 1, "burst_market": 1}})
+    assert buy(k, "s", 10).approved
+    refused = buy(k, "s", 10)  # the market's bucket is empty
+    assert not refused.approved and refused.validator == "rate_limit"
+    k.feed(Flatten(reason="test", max_slippage=p(0.02)))  # sells down to 0.46: 2 ticks under the bid
+    assert k.portfolio.size(YES, "s") == 0 and k.trading_state == "reducing"
+
+
+def test_per_strategy_overrides_get_their_own_instance() -> None:
+    k = kernel(["price_band"], {"price_band": {"ticks": 5}}, {"tight": {"price_band": {"ticks": 0}}})
+    assert buy(k, "loose", 10, price=0.53).approved  # 3 ticks above the ask: within 5
+    d = buy(k, "tight", 10, price=0.53)
+    assert not d.approved and d.validator == "price_band"
+    assert k.risk.chain_for("tight")[0] is not k.risk.chain_for("loose")[0]
+
+
+def test_config_errors_name_the_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="risk.chain: unknown validator 'nope'"):
+        build_risk(parse_config({"risk": {"chain": ["nope"]}}))
+    with pytest.raises(ConfigError, match=r"risk.validators.price_band: ticks"):
+        build_risk(parse_config({"risk": {"chain": ["price_band"], "validators": {"price_band": {"ticks": -1}}}}))
+    with pytest.raises(ConfigError, match=r"risk.strategies.s: rate_limit not in risk.chain"):
+        build_risk(parse_config({"risk": {"chain": ["price_band"], "strategies": {"s": {"rate_limit": {}}}}}))
+    with pytest.raises(ConfigError, match=r"risk.strategies.s.price_band: "):
+        build_risk(parse_config({"risk": {"chain": ["price_band"], "strategies": {"s": {"price_band": {"bogus": 1}}}}}))
+
+
+def test_decisions_are_events_with_the_validator_and_a_reason() -> None:
+    k = kernel(["trading_state", "price_band"], {"price_band": {"ticks": 1}})
+    seen: list[RiskRejected] = []
+    k.bus.subscribe(RiskRejected, seen.append)
+    buy(k, "s", 10, price=0.55)
+    assert [(e.validator, e.strategy) for e in seen] == [("price_band", "s")]
+    assert "0.55" in seen[0].reason and "0.5" in seen[0].reason
