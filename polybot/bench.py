@@ -122,6 +122,70 @@ def _replay_rate(path: Path, paper: bool = False) -> dict[str, float]:
     }
 
 
+#: params for the chain bench: every built-in validator, with limits that let the orders through
+_CHAIN_PARAMS: dict[str, dict[str, Any]] = {
+    "rate_limit": {"per_market_per_s": 1_000_000, "burst_market": 1_000_000, "global_per_s": 1_000_000,
+                   "burst_global": 1_000_000, "cancels_per_s": 1_000_000, "burst_cancels": 1_000_000},
+    "notional_caps": {"per_order": "1000", "per_asset": "100000", "per_market": "100000", "per_group": "100000",
+                      "total": "1000000", "max_open_positions": 1000},
+    "position_caps": {"max_shares": "100000", "max_imbalance": "100000"},
+    "loss_limits": {"max_daily_loss": "1000", "max_drawdown": "1000"},
+    "sizing": {"mode": "fixed", "size": "100"},
+}  # fmt: skip
+
+
+def _risk_chain_cost(n: int) -> dict[str, float]:
+    """Per-intent latency of ``submit()`` through every built-in validator, minus the same with
+    an empty ("pass") chain: what the risk chain adds. Ten binary markets with books and catalog
+    entries; each order is cancelled after it is timed, so the state stays the same size."""
+    from .config import parse_config
+    from .events import BookSnapshot, FeeSchedule, MarketInfo, OrderIntent
+    from .kernel import Kernel
+    from .risk import BUILTIN_VALIDATORS
+    from .wiring import build_risk
+
+    names = [v for v in BUILTIN_VALIDATORS if v != "pass"]
+
+    def run(chain: list[str]) -> list[int]:
+        cfg = parse_config({"risk": {"chain": chain, "validators": {k: v for k, v in _CHAIN_PARAMS.items() if k in chain}}})
+        k = Kernel(risk=build_risk(cfg), verify_books=False)
+        t = 10**18
+        assets = []
+        for i in range(10):
+            y, no, m = f"y{i}", f"n{i}", f"m{i}"
+            assets.append((y, m))
+            evs = [MarketInfo(market=m, asset_ids=(y, no), outcomes=("Yes", "No"), fees=FeeSchedule(rate_ppm=70_000),
+                              event_id="e", series="btc-updown-15m"),
+                   BookSnapshot(asset_id=y, market=m, bids=((480_000, 10**9),), asks=((500_000, 10**9),), tick_size=10_000),
+                   BookSnapshot(asset_id=no, market=m, bids=((500_000, 10**9),), asks=((520_000, 10**9),), tick_size=10_000)]  # fmt: skip
+            t += 1_000_000
+            k.process(t, "events", __import__("polybot.events", fromlist=["ENCODER"]).ENCODER.encode(evs))
+        lat = []
+        pc = time.perf_counter_ns
+        for j in range(n):
+            y, m = assets[j % 10]
+            it = OrderIntent(strategy="s", asset_id=y, market=m, side="BUY", price=450_000, size=10_000_000)
+            t0 = pc()
+            d = k.submit("s", it)
+            lat.append(pc() - t0)
+            if d.client_ids:
+                k.cancel(None, d.client_ids[0])
+            if j % 1000 == 0:
+                t += 200_000_000
+                k.clock.advance(t)
+        lat.sort()
+        return lat
+
+    base = run(["pass"])
+    full = run(names)
+    return {
+        "risk_validators": len(names),
+        "risk_chain_p50_us": (full[len(full) // 2] - base[len(base) // 2]) / 1000,
+        "risk_chain_p99_us": (full[int(len(full) * 0.99)] - base[int(len(base) * 0.99)]) / 1000,
+        "risk_submit_p50_us": full[len(full) // 2] / 1000,
+    }
+
+
 def _read_peak_mb(path: Path) -> float:
     from .journal import JournalReader
 
@@ -191,6 +255,7 @@ def collect(quick: bool = False) -> dict[str, Any]:
         figs.update({"paper_" + key: v for key, v in _replay_rate(small, paper=True).items()})
         figs["replay_read_peak_mb_small"] = _read_peak_mb(small)
         figs["replay_read_peak_mb_10x"] = _read_peak_mb(big)
+    figs.update(_risk_chain_cost(5_000 if quick else 20_000))
     figs["cli_help_s"] = _help_seconds()
     figs["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     figs["python"] = sys.version.split()[0]
@@ -223,6 +288,10 @@ ROWS = [
     ("paper_kernel_p50_us", "  with the paper executor: latency p50", "us", "{:.2f}"),
     ("paper_kernel_p99_us", "  with the paper executor: latency p99", "us", "{:.2f}"),
     ("paper_kernel_fills", "  with the paper executor: fills", "", "{:,.0f}"),
+    ("risk_validators", "risk chain: built-in validators, all in one chain", "", "{:,.0f}"),
+    ("risk_submit_p50_us", "  submit() through the whole chain, p50", "us", "{:.2f}"),
+    ("risk_chain_p50_us", "  what the chain adds per intent, p50", "us", "{:.2f}"),
+    ("risk_chain_p99_us", "  what the chain adds per intent, p99", "us", "{:.2f}"),
     ("replay_read_peak_mb_small", "replay read, peak traced memory (1x file)", "MB", "{:.2f}"),
     ("replay_read_peak_mb_10x", "replay read, peak traced memory (10x file)", "MB", "{:.2f}"),
     ("cli_help_s", "polybot --help wall time (best of 5)", "s", "{:.3f}"),

@@ -119,6 +119,7 @@ class OrderStore:
     def __init__(self) -> None:
         self._orders: dict[str, Order] = {}
         self._open: dict[str, Order] = {}
+        self._open_by_asset: dict[str, dict[str, Order]] = {}
 
     def __contains__(self, client_id: object) -> bool:
         return client_id in self._orders
@@ -127,12 +128,23 @@ class OrderStore:
         return self._orders.get(client_id)
 
     def open_orders(self, strategy: str | None = None, asset_id: str | None = None) -> list[Order]:
-        return [
-            o
-            for o in self._open.values()
-            if (strategy is None or o.strategy == strategy)
-            and (asset_id is None or o.asset_id == asset_id)
-        ]
+        if asset_id is not None:  # indexed: the risk checks ask per asset on every intent
+            by = self._open_by_asset.get(asset_id)
+            if not by:
+                return []
+            return [o for o in by.values() if strategy is None or o.strategy == strategy]
+        return [o for o in self._open.values() if strategy is None or o.strategy == strategy]
+
+    def _set_open(self, o: Order, is_open: bool) -> None:
+        if is_open:
+            self._open[o.client_id] = o
+            self._open_by_asset.setdefault(o.asset_id, {})[o.client_id] = o
+        elif self._open.pop(o.client_id, None) is not None:
+            by = self._open_by_asset.get(o.asset_id)
+            if by is not None:
+                by.pop(o.client_id, None)
+                if not by:
+                    del self._open_by_asset[o.asset_id]
 
     def all(self) -> list[Order]:
         return list(self._orders.values())
@@ -140,7 +152,7 @@ class OrderStore:
     def create(self, intent: OrderIntent, ts: int) -> Order:
         o = Order(client_id=intent.client_id, intent=intent, created_ts=ts, updated_ts=ts)
         self._orders[o.client_id] = o
-        self._open[o.client_id] = o
+        self._set_open(o, True)
         return o
 
     def apply(self, ev: OrderEvent) -> tuple[Order | None, str | None]:
@@ -173,10 +185,7 @@ class OrderStore:
             o.venue_order_id = ev.venue_order_id
         o.state = new
         o.updated_ts = ev.ts
-        if new in TERMINAL:
-            self._open.pop(o.client_id, None)
-        else:
-            self._open[o.client_id] = o
+        self._set_open(o, new not in TERMINAL)
         return o, None
 
     def to_state(self) -> list[dict]:
@@ -187,6 +196,7 @@ class OrderStore:
 
         self._orders.clear()
         self._open.clear()
+        self._open_by_asset.clear()
         for st in states:
             intent = msgspec.convert(st["intent"], OrderIntent)
             o = Order(
@@ -197,4 +207,4 @@ class OrderStore:
             )  # fmt: skip
             self._orders[o.client_id] = o
             if o.is_open:
-                self._open[o.client_id] = o
+                self._set_open(o, True)
