@@ -75,9 +75,8 @@ from .journal import JournalWriter, one_line, text_frame
 from .execution.modes import Executions
 from .execution.orders import EVENT_STATE, OrderStore
 from .portfolio import Portfolio
-from .execution.rules import max_buy_cost
 from .risk import LOT, Decision, Exposure, RiskChain, RiskContext, TradingStateValidator, reject
-from .risk.chain import order_loss
+from .risk.chain import intent_loss
 from .strategy import Context, Strategy, convert_params
 from .units import SCALE, from_units
 
@@ -465,14 +464,13 @@ class Kernel:
         plus the taker fee at its limit; an uncovered SELL's (1 - p) per share) and its share of
         the market's worst-case loss. Returns the cash at risk."""
         held = self.portfolio.size(it.asset_id, strategy)
+        info = self.catalog.for_asset(it.asset_id)
+        loss = intent_loss(it.side, it.price, size, info.fees if info is not None else None)
         if it.side == "BUY":
-            info = self.catalog.for_asset(it.asset_id)
-            amt = max_buy_cost(size, it.price, info.fees if info is not None else None)
-            loss = amt
+            amt = loss
         else:
             uncovered = max(0, size - max(0, held))
             amt = -((-(SCALE - it.price) * uncovered) // SCALE)
-            loss = order_loss("SELL", it.price, size)
         self.exposure.reserve(it.client_id, strategy, it.asset_id, amt, it.side, loss)
         return amt
 
@@ -714,7 +712,9 @@ class Kernel:
             market = pf.market_of(ev.asset_id, ev.market)
             if self.catalog.market(market) is not None:
                 self.emit(pf.market_position(market, o.strategy, ts=ev.ts))
-            self.emit(pf.pnl(o.strategy, pf.marks(self.books), ts=ev.ts))
+            marks = pf.marks(self.books)
+            self.emit(pf.pnl(o.strategy, marks, ts=ev.ts))
+            self.emit(pf.pnl("", marks, ts=ev.ts))  # the account's
         elif not o.is_open:
             self.exposure.release(o.client_id)
 

@@ -89,3 +89,48 @@ def test_decisions_are_events_with_the_validator_and_a_reason() -> None:
     buy(k, "s", 10, price=0.55)
     assert [(e.validator, e.strategy) for e in seen] == [("price_band", "s")]
     assert "0.55" in seen[0].reason and "0.5" in seen[0].reason
+
+
+def _second_market(k: Kernel) -> None:
+    k.feed(MarketInfo(market="m2", asset_ids=("y2", "n2"), outcomes=("Yes", "No")),  # type: ignore[attr-defined]
+           BookSnapshot(asset_id="y2", market="m2", bids=((p(0.38), p(500)),), asks=((p(0.40), p(500)),), tick_size=10_000))  # fmt: skip
+
+
+def test_a_plan_is_checked_whole_against_sum_caps() -> None:
+    from polybot.events import OrderPlan
+
+    from polybot.risk import RiskContext
+
+    def plan(k: Kernel) -> Any:
+        legs = tuple(OrderIntent(strategy="s", asset_id=a, market=m, side="BUY", price=p(0.40), size=p(20), tif="GTC")
+                     for a, m in (("y2", "m2"), ("yes", M)))  # fmt: skip
+        return k.submit("s", OrderPlan(strategy="s", plan_id="", legs=legs))
+
+    # alone each leg (8 + fees) fits under 10; together they do not, and no equal size >= the
+    # market minimum fits beside the first leg: the plan is rejected whole
+    k = kernel(["notional_caps"], {"notional_caps": {"total": "10"}})
+    _second_market(k)
+    d = plan(k)
+    assert d.action == "reject" and "total" in d.reason and not k.orders.all()
+    # with room for about 13.6 shares a leg: resized, every leg to the same share count
+    k = kernel(["notional_caps"], {"notional_caps": {"total": "14"}})
+    _second_market(k)
+    d = plan(k)
+    assert d.action == "resize"
+    sizes = {o.intent.size for o in k.orders.all()}
+    assert len(sizes) == 1 and sizes.pop() < p(20)
+    assert RiskContext(k, "").total_loss() <= p(14)
+
+
+def test_realized_profit_counts_in_the_market_worst_case() -> None:
+    from polybot.risk import RiskContext
+
+    k = kernel(["notional_caps"], {"notional_caps": {"per_market": "5"}})
+    assert buy(k, "s", 10, price=0.50).approved  # YES at 0.50
+    assert buy(k, "s", 10, price=0.52, asset=NO).approved  # NO at 0.52: pairs cost 1.02 + fees
+    ctx = RiskContext(k, "")
+    before = ctx.market_loss(M)
+    d = k.submit("s", OrderIntent(strategy="s", asset_id=YES, market=M, side="SELL", price=p(0.48), size=p(10), tif="FAK"))
+    assert d.approved
+    after = ctx.market_loss(M)
+    assert after <= p(5) and after >= before  # sold at a loss: the worst case is what was lost

@@ -18,9 +18,11 @@ from .chain import (
     worst_case,
 )
 
+from . import limits as _limits
 from . import market as _market
 
 BUILTIN_VALIDATORS.update(_market.VALIDATORS)
+BUILTIN_VALIDATORS.update(_limits.VALIDATORS)
 
 __all__ = [
     "APPROVE", "BUILTIN_VALIDATORS", "LOT", "Action", "Decision", "Exposure", "PassThrough", "RiskChain",

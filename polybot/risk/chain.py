@@ -123,26 +123,28 @@ class RiskContext:
     def outcome_losses(self, market_or_asset: str, strategy: str | None = None,
                        extra: OrderIntent | None = None, extra_loss: int | None = None) -> list[int]:  # fmt: skip
         """The loss (base units, positive = money lost) in each way the market can resolve,
-        counting the positions' cost basis and payout, every open order filled when that hurts
-        (a BUY of an outcome that loses, a SELL of the one that wins), and ``extra`` (an intent
-        being checked) likewise. Matched YES+NO pairs net out: one of them always pays 1."""
+        counting the positions' cost basis and payout, what the market already realized (PnL net
+        of fees and rebates), every open order filled when that hurts (a BUY of an outcome that
+        loses, a SELL of the one that wins), and ``extra`` (an intent being checked) likewise.
+        Matched YES+NO pairs net out: one of them always pays 1."""
         k = self.kernel
         scope = strategy or ""
         assets, complete = self.market_assets(market_or_asset)
         pf = k.portfolio
         ex = k.exposure
-        cost = 0
+        cost = 0  # cost basis of the shares held, less what the market already realized
         held: list[int] = []
         buys: list[int] = []
         sells: list[int] = []
         for a in assets:
             p = pf.by_strategy.get((scope, a)) if scope else pf.positions.get(a)
-            cost += p.cost if p is not None else 0
+            if p is not None:
+                cost += p.cost - p.net_realized
             held.append(p.size if p is not None else 0)
             b = ex.buys.get((scope, a), 0)
             s_ = ex.sells.get((scope, a), 0)
             if extra is not None and extra.asset_id == a:
-                lo = order_loss(extra.side, extra.price, extra.size, extra_loss)
+                lo = extra_loss if extra_loss is not None else self.intent_loss(extra)
                 if extra.side == "BUY":
                     b += lo
                 else:
@@ -154,6 +156,12 @@ class RiskContext:
         if not complete:
             out.append(cost + all_buys)  # none of the listed outcomes pays
         return out
+
+    def intent_loss(self, it: OrderIntent) -> int:
+        """What ``it`` adds to its market's worst case, exactly as the kernel reserves it (a BUY
+        with the taker fee at its limit)."""
+        info = self.kernel.catalog.for_asset(it.asset_id)
+        return intent_loss(it.side, it.price, it.size, info.fees if info is not None else None)
 
     def market_loss(self, market_or_asset: str, strategy: str | None = None,
                     extra: OrderIntent | None = None, extra_loss: int | None = None) -> int:  # fmt: skip
@@ -210,6 +218,19 @@ def order_loss(side: str, price: int, size: int, buy_cost: int | None = None) ->
     if side == "BUY":
         return buy_cost if buy_cost is not None else -((-price * size) // SCALE)
     return -((-(SCALE - price) * size) // SCALE)
+
+
+def intent_loss(side: str, price: int, size: int, fees: Any = None) -> int:
+    """What an order of ``size`` shares at limit ``price`` adds to its market's worst-case loss,
+    fees included (what the kernel reserves, and what the caps check): a BUY at most its
+    notional plus the taker fee at its limit (``max_buy_cost``: filling cheaper costs less); a
+    SELL (1 - p) per share in the outcome it sells plus the taker fee on the proceeds (filling
+    higher loses less). ``fees`` is the market's ``FeeSchedule`` (None = fee-free)."""
+    from ..execution.rules import max_buy_cost, taker_fee
+
+    if side == "BUY":
+        return max_buy_cost(size, price, fees)
+    return order_loss("SELL", price, size) + taker_fee(size, price, fees)
 
 
 class Exposure:
@@ -412,16 +433,27 @@ class RiskChain:
 
         current = list(legs)
         last_resize: Decision | None = None
+        kernel = getattr(ctx, "kernel", None)
         for _round in range(3):
             new_size: int | None = None
             smallest = min((leg.size for leg in current), default=0)  # a resize never grows a leg
-            for leg in current:
-                d, out = self.check_intent(leg, ctx)
-                if d.action == "reject":
-                    return reject(d.validator, f"leg {leg.asset_id[:16]}: {d.reason}"), list(legs)
-                if d.action == "resize" and (new_size is None or out.size < new_size):
-                    new_size = out.size
-                    last_resize = d
+            held: list[str] = []
+            try:
+                for leg in current:
+                    d, out = self.check_intent(leg, ctx)
+                    if d.action == "reject":
+                        return reject(d.validator, f"leg {leg.asset_id[:16]}: {d.reason}"), list(legs)
+                    if d.action == "resize" and (new_size is None or out.size < new_size):
+                        new_size = out.size
+                        last_resize = d
+                    if kernel is not None and leg.client_id:
+                        # the next legs are checked with this one counted (sum caps see the plan)
+                        kernel._reserve(out, ctx.strategy or leg.strategy, out.size)
+                        held.append(leg.client_id)
+            finally:
+                if kernel is not None:
+                    for cid in held:
+                        kernel.exposure.release(cid)
             if new_size is not None:
                 new_size = min(new_size, smallest)
             if new_size is None:
