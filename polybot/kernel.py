@@ -76,7 +76,7 @@ from .execution.modes import Executions
 from .execution.orders import EVENT_STATE, OrderStore
 from .portfolio import Portfolio
 from .risk import LOT, Decision, Exposure, RiskChain, RiskContext, TradingStateValidator, reject
-from .risk.chain import intent_loss
+from .risk.chain import LossBook, intent_loss
 from .strategy import Context, Strategy, convert_params
 from .units import SCALE, from_units
 
@@ -191,6 +191,8 @@ class Kernel:
         self.portfolio = Portfolio(catalog=self.catalog, mark=mark)
         self.orders = OrderStore()
         self.exposure = Exposure()
+        self.losses = LossBook(self)  # worst-case loss per market, kept current for the caps
+        self.exposure.on_change = self.losses.touch
         self.trading_state = "active"
         self.risk = risk or RiskChain([TradingStateValidator()])
         self.journal = journal
@@ -662,7 +664,10 @@ class Kernel:
                     integ.counts_for(bk.asset_id).passed += 1
 
     def _on_market_info(self, ev: MarketInfo) -> None:
+        known = self.catalog.market(ev.market)
         self.catalog.add(ev)
+        if known is None or known.asset_ids != ev.asset_ids or known.fees != ev.fees or known.neg_risk_augmented != ev.neg_risk_augmented:
+            self.losses.reset()  # markets' outcome sets (or fees) changed
         self.integrity.set_catalog_meta(ev.market, from_units(ev.min_order_size), ev.neg_risk)
 
     def _on_disconnected(self, ev: FeedDisconnected) -> None:
@@ -676,6 +681,7 @@ class Kernel:
         pf = self.portfolio
         changed = pf.settle(ev)
         for strat, p in changed:
+            self.losses.touch(strat, p.asset_id)
             self.emit(PositionChanged(ts=ev.ts, asset_id=p.asset_id, market=p.market, size=p.size, cost=p.cost,
                                       realized_pnl=p.realized, fees_paid=p.fees, rebates=p.rebates,
                                       strategy=strat))  # fmt: skip
@@ -704,6 +710,7 @@ class Kernel:
                 self._reserve(o.intent, o.strategy, o.remaining)
             else:
                 self.exposure.release(o.client_id)
+            self.losses.touch(o.strategy, ev.asset_id)
             pf = self.portfolio
             sp = pf.by_strategy[(o.strategy, p.asset_id)]
             self.emit(PositionChanged(ts=ev.ts, asset_id=sp.asset_id, market=sp.market, size=sp.size, cost=sp.cost,
@@ -827,6 +834,7 @@ class Kernel:
         self.portfolio.restore(st["portfolio"])
         self.orders.restore(st["orders"])
         self.exposure.restore(st["exposure"])
+        self.losses.reset()
         self.executions.restore(st.get("modes", []))
         self.risk.restore(st.get("risk", {}))
         ex = st.get("executor")

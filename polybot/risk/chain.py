@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import attrs
 
 from ..events import OrderIntent
+from ..execution.rules import max_buy_cost, taker_fee
 from ..units import SCALE
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -174,30 +175,102 @@ class RiskContext:
 
     def active_markets(self, strategy: str | None = None) -> set[str]:
         """Markets (or lone assets) where the scope holds a position or has open orders."""
-        k = self.kernel
-        scope = strategy or ""
-        pf = k.portfolio
-        assets = set(k.exposure.assets(scope))
-        if scope:
-            assets |= {a for (s, a), p in pf.by_strategy.items() if s == scope and p.size}
-        else:
-            assets |= {a for a, p in pf.positions.items() if p.size}
-        return {self.market_of(a) for a in assets}
+        return self.kernel.losses.markets(strategy or "")
 
     def total_loss(self, strategy: str | None = None, extra: OrderIntent | None = None,
                    extra_loss: int | None = None, markets: set[str] | None = None) -> int:  # fmt: skip
         """Sum of the worst-case losses of every active market of the scope (or of ``markets``),
-        with ``extra`` added to its own market."""
-        ms = set(self.active_markets(strategy)) if markets is None else set(markets)
+        with ``extra`` added to its own market. The per-market losses come from the kernel's
+        :class:`LossBook` (recomputed only where something changed), so this costs O(1) per
+        call plus the changed markets, not O(active markets)."""
+        scope = strategy or ""
+        book = self.kernel.losses
         em = self.market_of(extra.asset_id) if extra is not None else None
-        if em is not None and markets is None:
-            ms.add(em)
-        return sum(self.market_loss(m, strategy, extra if m == em else None, extra_loss) for m in sorted(ms))
+        if markets is None:
+            total = book.total(scope)
+            if em is not None:
+                total += self.market_loss(em, scope, extra, extra_loss) - book.loss(scope, em)
+            return total
+        total = sum(book.loss(scope, m) for m in markets)
+        if em is not None and em in markets:
+            total += self.market_loss(em, scope, extra, extra_loss) - book.loss(scope, em)
+        return total
 
     def halt(self, reason: str) -> None:
         """Halt trading (a loss limit or a breaker tripped): an engine decision, journaled as a
         ``trading_state`` event, that survives a restart like an operator's halt."""
         self.kernel.halt(reason)
+
+
+class LossBook:
+    """The worst-case loss of every market with a position or an open order, per scope (the
+    account "" and each strategy), and their sums. Positions and open orders tell it which
+    (scope, market) changed (:meth:`touch`); it recomputes only those, when next asked."""
+
+    def __init__(self, kernel: Kernel) -> None:
+        self.kernel = kernel
+        self.by_scope: dict[str, dict[str, int]] = {}  # scope -> market -> loss
+        self.sums: dict[str, int] = {}
+        self.dirty: set[tuple[str, str]] = set()
+
+    def touch(self, strategy: str, asset_id: str) -> None:
+        info = self.kernel.catalog.for_asset(asset_id)
+        m = info.market if info is not None else asset_id
+        self.dirty.add(("", m))
+        if strategy:
+            self.dirty.add((strategy, m))
+
+    def reset(self) -> None:
+        """Recompute everything (the catalog changed: assets may have joined a market)."""
+        k = self.kernel
+        self.by_scope.clear()
+        self.sums.clear()
+        self.dirty.clear()
+        for (strategy, asset), p in k.portfolio.by_strategy.items():
+            if p.size or p.cost:
+                self.touch(strategy, asset)
+        for cid, (strategy, asset, _amt) in k.exposure.by_order.items():
+            self.touch(strategy, asset)
+
+    def _refresh(self) -> None:
+        if not self.dirty:
+            return
+        ctx = RiskContext(self.kernel)
+        k = self.kernel
+        for scope, m in sorted(self.dirty):
+            per = self.by_scope.setdefault(scope, {})
+            old = per.pop(m, 0)
+            assets, _complete = ctx.market_assets(m)
+            pf, ex = k.portfolio, k.exposure
+            live = any(
+                ((pf.by_strategy.get((scope, a)) if scope else pf.positions.get(a)) or _NOPOS).size
+                or (scope, a) in ex.buys or (scope, a) in ex.sells
+                for a in assets
+            )  # fmt: skip
+            new = ctx.market_loss(m, scope) if live else 0
+            if live:
+                per[m] = new
+            self.sums[scope] = self.sums.get(scope, 0) + new - old
+        self.dirty.clear()
+
+    def loss(self, scope: str, market: str) -> int:
+        self._refresh()
+        return self.by_scope.get(scope, {}).get(market, 0)
+
+    def total(self, scope: str) -> int:
+        self._refresh()
+        return self.sums.get(scope, 0)
+
+    def markets(self, scope: str) -> set[str]:
+        self._refresh()
+        return set(self.by_scope.get(scope, ()))
+
+
+class _NoPos:
+    size = 0
+
+
+_NOPOS = _NoPos()
 
 
 def worst_case(intent: OrderIntent, held: int) -> int:
@@ -226,8 +299,6 @@ def intent_loss(side: str, price: int, size: int, fees: Any = None) -> int:
     notional plus the taker fee at its limit (``max_buy_cost``: filling cheaper costs less); a
     SELL (1 - p) per share in the outcome it sells plus the taker fee on the proceeds (filling
     higher loses less). ``fees`` is the market's ``FeeSchedule`` (None = fee-free)."""
-    from ..execution.rules import max_buy_cost, taker_fee
-
     if side == "BUY":
         return max_buy_cost(size, price, fees)
     return order_loss("SELL", price, size) + taker_fee(size, price, fees)
@@ -246,6 +317,7 @@ class Exposure:
         self.by_strategy: dict[str, int] = {}
         self.by_asset: dict[str, int] = {}
         self.legs: dict[str, tuple[str, int]] = {}  # client_id -> (side, loss)
+        self.on_change: Callable[[str, str], None] | None = None  # (strategy, asset) changed
         self.buys: dict[tuple[str, str], int] = {}  # (scope, asset) -> open BUY loss
         self.sells: dict[tuple[str, str], int] = {}  # (scope, asset) -> open SELL loss
 
@@ -258,6 +330,8 @@ class Exposure:
         self.by_asset[asset_id] = self.by_asset.get(asset_id, 0) + amount
         lo = amount if loss is None else loss
         self.legs[client_id] = (side, lo)
+        if self.on_change is not None:
+            self.on_change(strategy, asset_id)
         agg = self.sells if side == "SELL" else self.buys
         for scope in ("", strategy):
             k = (scope, asset_id)
@@ -289,6 +363,8 @@ class Exposure:
         else:
             self.by_order[client_id] = (strategy, asset, have - amt)
             self.legs[client_id] = (side, lo - lo_amt)
+        if self.on_change is not None:
+            self.on_change(strategy, asset)
 
     def open_buy(self, asset_id: str, strategy: str = "") -> int:
         return self.buys.get((strategy, asset_id), 0)
@@ -304,7 +380,9 @@ class Exposure:
         return [[k, *v, *self.legs.get(k, ("BUY", v[2]))] for k, v in sorted(self.by_order.items())]
 
     def restore(self, items: list[list[Any]]) -> None:
+        hook = self.on_change
         self.__init__()  # type: ignore[misc]
+        self.on_change = hook
         for item in items:
             cid, s, a, amt = item[:4]
             side, lo = (item[4], item[5]) if len(item) >= 6 else ("BUY", amt)

@@ -329,6 +329,31 @@ class NotionalCaps:
                 out.add(m)
         return key, out
 
+    def _fits(self, intent: OrderIntent, ctx: RiskContext, scope: str | None, market: str, full: int,
+              w_market: int, f_market: int, book: Any) -> bool:  # fmt: skip
+        """Every configured cap holds with the order at its full size (no resize needed)."""
+        if self._max_open and intent.side == "BUY":
+            return False  # a count: the careful path below decides
+        if self._per_order and intent.price * intent.size > self._per_order * SCALE:
+            return False
+        key = scope or ""
+        if self._per_asset and intent.side == "BUY":
+            pos = ctx.portfolio.by_strategy.get((scope, intent.asset_id)) if scope else ctx.portfolio.positions.get(intent.asset_id)
+            if (pos.cost if pos is not None else 0) + ctx.exposure.open_buy(intent.asset_id, key) + full > self._per_asset:
+                return False
+        if self._per_market and f_market > max(self._per_market, w_market):
+            return False
+        if self._per_group:
+            _key, group = self.group_markets(market, ctx, scope)
+            w_group = sum(book.loss(key, m) for m in group)
+            if w_group - w_market + f_market > max(self._per_group, w_group):
+                return False
+        if self._total:
+            w_total = book.total(key)
+            if w_total - w_market + f_market > max(self._total, w_total):
+                return False
+        return True
+
     def check(self, intent: OrderIntent, ctx: RiskContext) -> Decision:
         scope = _scope(self.scope, ctx)
         asset = intent.asset_id
@@ -338,10 +363,13 @@ class NotionalCaps:
         full = intent_loss(side, price, intent.size, fees)
         extra_loss = full if side == "BUY" else None
         market = ctx.market_of(asset)
-        w_market = ctx.market_loss(market, scope)
+        book = ctx.kernel.losses  # the current worst cases, kept by the kernel (O(1) to read)
+        w_market = book.loss(scope or "", market)
         f_market = ctx.market_loss(market, scope, intent, extra_loss)
         if f_market <= w_market:
             return APPROVE  # the order does not make the worst case worse
+        if self._fits(intent, ctx, scope, market, full, w_market, f_market, book):
+            return APPROVE  # the common case, decided without building any resize
         where = _scope_label(scope)
 
         def resized(n: int) -> OrderIntent:
@@ -404,10 +432,9 @@ class NotionalCaps:
                        lambda it, lo: ctx.total_loss(scope, it, lo if side == "BUY" else None, markets=group))  # fmt: skip
 
         if self._total:
-            active = ctx.active_markets(scope) | {market}
-            w_total = ctx.total_loss(scope, markets=active)
-            f_total = ctx.total_loss(scope, intent, extra_loss)
-            loss_bound(self._total, w_total, f_total, f"total ({len(active)} markets)",
+            w_total = book.total(scope or "")
+            f_total = w_total - w_market + f_market  # the order changes only its own market
+            loss_bound(self._total, w_total, f_total, f"total ({len(book.markets(scope or '') | {market})} markets)",
                        lambda it, lo: ctx.total_loss(scope, it, lo if side == "BUY" else None))  # fmt: skip
 
         return _finish(self.name, intent, ctx, bounds)
@@ -558,6 +585,9 @@ class LossLimits:
     _kernel: Any = attrs.field(init=False, default=None, repr=False)
     _tracks: dict[str, _Track] = attrs.field(init=False, factory=dict, repr=False)
 
+    _net_stamp: Any = attrs.field(init=False, default=None, repr=False)
+    _net_cache: int = attrs.field(init=False, default=0, repr=False)
+
     def __attrs_post_init__(self) -> None:
         _name(self.name)
         self._max_daily = _units("max_daily_loss", self.max_daily_loss)
@@ -648,9 +678,13 @@ class LossLimits:
             self._kernel = ctx.kernel
         scope = _scope(self.scope, ctx)
         key = scope or ""
-        pf = ctx.portfolio
-        net = int(pf.pnl(key, pf.marks(ctx.books)).net)
-        tripped = self._observe(key, net, ctx.now, ctx.halt)
+        k = ctx.kernel
+        stamp = (key, k.stats.inputs, k.stats.fills)  # marks move only between inputs, PnL on fills
+        if stamp != self._net_stamp:
+            pf = ctx.portfolio
+            self._net_cache = int(pf.pnl(key, pf.marks(ctx.books)).net)
+            self._net_stamp = stamp
+        tripped = self._observe(key, self._net_cache, ctx.now, ctx.halt)
         if tripped and not _covered_reduce(intent, ctx, scope):
             return reject(self.name, tripped)
         return APPROVE
