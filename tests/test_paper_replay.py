@@ -62,3 +62,32 @@ def test_the_replays_own_journal_replays_faithfully(tmp_path: Path) -> None:
     s = json.loads(r.stdout.strip().splitlines()[-1])
     assert r.returncode == 0 and s["divergences"] == 0, s.get("divergence_examples")
     assert s["fills"] == _a["fills"]
+
+
+def test_risk_decisions_are_in_the_journal_and_in_replay_json(tmp_path: Path) -> None:
+    cfg = tmp_path / "r.toml"
+    cfg.write_text(CONFIG + """
+[risk]
+chain = ["trading_state", "data_health", "exchange_rules", "notional_caps", "position_caps"]
+
+[risk.validators.notional_caps]
+per_market = "6"
+
+[risk.validators.position_caps]
+max_shares = "20"
+""")
+    out = tmp_path / "r.jsonl"
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "tests"))
+    r = subprocess.run([POLYBOT, "replay", str(SESSION), "--config", str(cfg), "--json", "--out", str(out)],
+                       capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    s = json.loads(r.stdout.strip().splitlines()[-1])
+    by = s["report"]["totals"]["rejected_by_validator"]
+    lines = [json.loads(x)["event"] for x in out.read_bytes().splitlines() if b'"risk_' in x]
+    journal_by: dict[str, int] = {}
+    for e in lines:
+        if e["type"] == "risk_rejected":
+            journal_by[e["validator"]] = journal_by.get(e["validator"], 0) + len(e["client_ids"])
+    assert by == journal_by and sum(by.values()) == s["rejections"] > 0
+    assert any(e["type"] == "risk_resized" for e in lines)  # the caps resized some orders
+    assert all(e.get("reason") for e in lines if e["type"] != "risk_approved")
