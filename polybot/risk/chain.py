@@ -128,35 +128,7 @@ class RiskContext:
         of fees and rebates), every open order filled when that hurts (a BUY of an outcome that
         loses, a SELL of the one that wins), and ``extra`` (an intent being checked) likewise.
         Matched YES+NO pairs net out: one of them always pays 1."""
-        k = self.kernel
-        scope = strategy or ""
-        assets, complete = self.market_assets(market_or_asset)
-        pf = k.portfolio
-        ex = k.exposure
-        cost = 0  # cost basis of the shares held, less what the market already realized
-        held: list[int] = []
-        buys: list[int] = []
-        sells: list[int] = []
-        for a in assets:
-            p = pf.by_strategy.get((scope, a)) if scope else pf.positions.get(a)
-            if p is not None:
-                cost += p.cost - p.net_realized
-            held.append(p.size if p is not None else 0)
-            b = ex.buys.get((scope, a), 0)
-            s_ = ex.sells.get((scope, a), 0)
-            if extra is not None and extra.asset_id == a:
-                lo = extra_loss if extra_loss is not None else self.intent_loss(extra)
-                if extra.side == "BUY":
-                    b += lo
-                else:
-                    s_ += lo
-            buys.append(b)
-            sells.append(s_)
-        all_buys = sum(buys)
-        out = [cost - held[i] + (all_buys - buys[i]) + sells[i] for i in range(len(assets))]
-        if not complete:
-            out.append(cost + all_buys)  # none of the listed outcomes pays
-        return out
+        return market_outcome_losses(self.kernel, market_or_asset, strategy or "", extra, extra_loss)
 
     def intent_loss(self, it: OrderIntent) -> int:
         """What ``it`` adds to its market's worst case, exactly as the kernel reserves it (a BUY
@@ -202,6 +174,59 @@ class RiskContext:
         self.kernel.halt(reason)
 
 
+def market_outcome_losses(kernel: Kernel, market_or_asset: str, scope: str = "",
+                          extra: OrderIntent | None = None, extra_loss: int | None = None) -> list[int]:  # fmt: skip
+    """:meth:`RiskContext.outcome_losses`, as a function (the caps call it on every intent)."""
+    cat = kernel.catalog
+    info = cat.market(market_or_asset) or cat.for_asset(market_or_asset)
+    if info is None:
+        assets: tuple[str, ...] = (market_or_asset,)
+        complete = False
+    else:
+        assets = info.asset_ids
+        complete = not info.neg_risk_augmented
+    pf = kernel.portfolio
+    if scope:
+        by = pf.by_strategy
+        keys = [(scope, a) for a in assets]
+        positions = [by.get(k_) for k_ in keys]
+    else:
+        pget = pf.positions.get
+        keys = [("", a) for a in assets]
+        positions = [pget(a) for a in assets]
+    bget = kernel.exposure.buys.get
+    sget = kernel.exposure.sells.get
+    cost = 0  # cost basis of the shares held, less what the market already realized
+    held = []
+    buys = []
+    sells = []
+    ea = extra.asset_id if extra is not None else None
+    for a, k_, p in zip(assets, keys, positions):
+        if p is not None:
+            cost += p.cost - p.realized + p.fees - p.rebates
+            held.append(p.size)
+        else:
+            held.append(0)
+        b = bget(k_, 0)
+        s_ = sget(k_, 0)
+        if a == ea:
+            assert extra is not None
+            if extra_loss is None:
+                info_a = info if info is not None else cat.for_asset(a)
+                extra_loss = intent_loss(extra.side, extra.price, extra.size, info_a.fees if info_a is not None else None)
+            if extra.side == "BUY":
+                b += extra_loss
+            else:
+                s_ += extra_loss
+        buys.append(b)
+        sells.append(s_)
+    all_buys = sum(buys)
+    out = [cost - h + all_buys - b + s_ for h, b, s_ in zip(held, buys, sells)]
+    if not complete:
+        out.append(cost + all_buys)  # none of the listed outcomes pays
+    return out
+
+
 class LossBook:
     """The worst-case loss of every market with a position or an open order, per scope (the
     account "" and each strategy), and their sums. Positions and open orders tell it which
@@ -235,19 +260,20 @@ class LossBook:
     def _refresh(self) -> None:
         if not self.dirty:
             return
-        ctx = RiskContext(self.kernel)
         k = self.kernel
+        pf, ex = k.portfolio, k.exposure
+        cat = k.catalog
         for scope, m in sorted(self.dirty):
             per = self.by_scope.setdefault(scope, {})
             old = per.pop(m, 0)
-            assets, _complete = ctx.market_assets(m)
-            pf, ex = k.portfolio, k.exposure
+            info = cat.market(m) or cat.for_asset(m)
+            assets = info.asset_ids if info is not None else (m,)
             live = any(
                 ((pf.by_strategy.get((scope, a)) if scope else pf.positions.get(a)) or _NOPOS).size
                 or (scope, a) in ex.buys or (scope, a) in ex.sells
                 for a in assets
             )  # fmt: skip
-            new = ctx.market_loss(m, scope) if live else 0
+            new = max(0, max(market_outcome_losses(k, m, scope))) if live else 0
             if live:
                 per[m] = new
             self.sums[scope] = self.sums.get(scope, 0) + new - old

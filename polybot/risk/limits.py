@@ -332,11 +332,22 @@ class NotionalCaps:
     def _fits(self, intent: OrderIntent, ctx: RiskContext, scope: str | None, market: str, full: int,
               w_market: int, f_market: int, book: Any) -> bool:  # fmt: skip
         """Every configured cap holds with the order at its full size (no resize needed)."""
+        key = scope or ""
         if self._max_open and intent.side == "BUY":
-            return False  # a count: the careful path below decides
+            a = intent.asset_id
+            pf = ctx.portfolio
+            pos = pf.by_strategy.get((scope, a)) if scope else pf.positions.get(a)
+            if not ((pos is not None and pos.size) or ctx.exposure.buys.get((key, a))):
+                # it opens a new position: count the open ones
+                if scope:
+                    held = {x for (s_, x), q in pf.by_strategy.items() if s_ == scope and q.size}
+                else:
+                    held = {x for x, q in pf.positions.items() if q.size}
+                opened = held | {x for (s_, x), v in ctx.exposure.buys.items() if s_ == key and v}
+                if len(opened) + 1 > self._max_open:
+                    return False
         if self._per_order and intent.price * intent.size > self._per_order * SCALE:
             return False
-        key = scope or ""
         if self._per_asset and intent.side == "BUY":
             pos = ctx.portfolio.by_strategy.get((scope, intent.asset_id)) if scope else ctx.portfolio.positions.get(intent.asset_id)
             if (pos.cost if pos is not None else 0) + ctx.exposure.open_buy(intent.asset_id, key) + full > self._per_asset:
