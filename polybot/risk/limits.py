@@ -503,7 +503,8 @@ class PositionCaps:
                 d = view.qty_yes - view.qty_no
                 up = (asset == yes) == (intent.side == "BUY")  # BUY YES / SELL NO grow YES - NO
                 same = {(yes, "BUY"), (no, "SELL")} if up else {(no, "BUY"), (yes, "SELL")}
-                pending = sum(o.remaining for o in ctx.orders.open_orders(scope)
+                oo = ctx.orders.open_orders
+                pending = sum(o.remaining for a in (yes, no) for o in oo(scope, asset_id=a)
                               if (o.asset_id, o.intent.side) in same)  # fmt: skip
                 before = (d if up else -d) + pending  # the imbalance the way this order pushes
                 after = before + intent.size
