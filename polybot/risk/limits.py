@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -37,7 +37,14 @@ import msgspec
 
 from ..bus import PRIORITY_KERNEL
 from ..events import BookDelta, BookSnapshot, FeeSchedule, MarketInfo, OrderIntent, PnLUpdate, TradingStateChanged
-from ..units import SCALE, from_units, to_units
+from ..units import SCALE, from_units
+from .params import bool_param as _bool
+from .params import cap_param as _units
+from .params import choice_param as _choice
+from .params import count_param
+from .params import name_param as _name
+from .params import ratio_param as _ratio
+from .params import short_id as _short
 from .chain import APPROVE, LOT, Decision, RiskContext, intent_loss, reject, resize
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -61,66 +68,18 @@ SIZING_MODES = ("fixed", "kelly", "volatility")
 # --------------------------------------------------------------------------------------------
 
 
-def _decimal(param: str, v: Any) -> Decimal:
-    """An int, float (through its shortest repr: 0.1 -> 0.1), Decimal or decimal string."""
-    if isinstance(v, bool) or not isinstance(v, (int, float, str, Decimal)):
-        raise ValueError(f"{param}: expected a number, got {v!r}")
-    try:
-        d = Decimal(repr(v)) if isinstance(v, float) else Decimal(v.strip() if isinstance(v, str) else v)
-    except InvalidOperation:
-        raise ValueError(f"{param}: not a number: {v!r}") from None
-    if not d.is_finite():
-        raise ValueError(f"{param}: must be finite, got {v!r}")
-    return d
 
 
-def _units(param: str, v: Any) -> int:
-    """Money, a price or a share count (>= 0) -> base units, exactly; None -> 0 ("no cap")."""
-    if v is None:
-        return 0
-    d = _decimal(param, v)
-    if d < 0:
-        raise ValueError(f"{param}: must be >= 0 (0 = no cap), got {v!r}")
-    try:
-        return to_units(format(d, "f"))
-    except ValueError:
-        raise ValueError(f"{param}: {v!r} is not exact at 6 decimals") from None
 
 
-def _count(param: str, v: Any) -> int:
-    if v is None:
-        return 0
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise ValueError(f"{param}: must be a whole number (0 = no cap), got {v!r}")
-    if v < 0:
-        raise ValueError(f"{param}: must be >= 0 (0 = no cap), got {v}")
-    return v
 
 
-def _ratio(param: str, v: Any, *, above: Fraction, at_most: Fraction | None = None) -> Fraction:
-    """An exact positive number (``above`` < v <= ``at_most``) as a Fraction."""
-    f = Fraction(_decimal(param, v))
-    if f <= above or (at_most is not None and f > at_most):
-        rng = f"> {float(above):g}" + (f" and <= {float(at_most):g}" if at_most is not None else "")
-        raise ValueError(f"{param}: must be {rng}, got {v!r}")
-    return f
 
 
-def _choice(param: str, v: Any, choices: tuple[str, ...]) -> str:
-    if v not in choices:
-        raise ValueError(f"{param}: must be one of {', '.join(map(repr, choices))}, got {v!r}")
-    return str(v)
 
 
-def _bool(param: str, v: Any) -> bool:
-    if not isinstance(v, bool):
-        raise ValueError(f"{param}: must be true or false, got {v!r}")
-    return v
 
 
-def _name(v: Any) -> None:
-    if not isinstance(v, str) or not v:
-        raise ValueError(f"name: must be a non-empty string, got {v!r}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -128,14 +87,15 @@ def _name(v: Any) -> None:
 # --------------------------------------------------------------------------------------------
 
 
+def _count_cap(param: str, v: Any) -> int:
+    return count_param(param, v, cap=True)
+
+
 def _fmt(v: int) -> str:
     """Money, prices and shares for people: 312500000 -> "312.5"."""
     return from_units(v)
 
 
-def _short(ident: str) -> str:
-    """Token and condition ids are long: keep reasons readable ("0xab12cd34…")."""
-    return ident if len(ident) <= 12 else f"{ident[:10]}…"
 
 
 def _scope(scope: str, ctx: RiskContext) -> str | None:
@@ -304,7 +264,7 @@ class NotionalCaps:
         self._per_market = _units("per_market", self.per_market)
         self._per_group = _units("per_group", self.per_group)
         self._total = _units("total", self.total)
-        self._max_open = _count("max_open_positions", self.max_open_positions)
+        self._max_open = _count_cap("max_open_positions", self.max_open_positions)
         _choice("group_by", self.group_by, GROUP_BY)
         _choice("scope", self.scope, SCOPES)
 

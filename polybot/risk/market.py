@@ -15,7 +15,6 @@ The stateful ones (:class:`RateLimit`, :class:`ErrorBreaker`) subscribe to the k
 from __future__ import annotations
 
 from collections import deque
-from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -31,7 +30,13 @@ from ..events import (
     type_name,
 )
 from ..execution.rules import check_order
-from ..units import SCALE, from_units, to_units
+from ..units import SCALE, from_units
+from .params import bool_param as _bool
+from .params import count_param as _int
+from .params import name_param as _name
+from .params import seconds_param as _seconds
+from .params import short_id as _short
+from .params import units_param as _units
 from .chain import APPROVE, Decision, RiskContext, reject
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -52,57 +57,16 @@ _NS = 1_000_000_000
 # --------------------------------------------------------------------------------------------
 
 
-def _decimal(param: str, v: Any) -> Decimal:
-    """A number (int, float, Decimal or decimal string) as an exact Decimal; floats through their
-    shortest repr (0.1 -> Decimal("0.1"))."""
-    if isinstance(v, bool) or not isinstance(v, (int, float, str, Decimal)):
-        raise ValueError(f"{param}: expected a number, got {v!r}")
-    try:
-        d = Decimal(repr(v)) if isinstance(v, float) else Decimal(v.strip() if isinstance(v, str) else v)
-    except InvalidOperation:
-        raise ValueError(f"{param}: not a number: {v!r}") from None
-    if not d.is_finite():
-        raise ValueError(f"{param}: must be finite, got {v!r}")
-    return d
 
 
-def _units(param: str, v: Any, *, minimum: int = 0) -> int:
-    """A price/amount/count in human units -> 6-decimal base units, exactly (>6 decimals refused)."""
-    d = _decimal(param, v)
-    try:
-        u = to_units(format(d, "f"))
-    except ValueError:
-        raise ValueError(f"{param}: {v!r} is not exact at 6 decimals") from None
-    if u < minimum:
-        raise ValueError(f"{param}: must be at least {from_units(minimum)}, got {v!r}")
-    return u
 
 
-def _seconds(param: str, v: Any) -> int:
-    """Seconds (>= 0) -> ns, rounded down to the ns."""
-    d = _decimal(param, v)
-    if d < 0:
-        raise ValueError(f"{param}: must be >= 0 seconds, got {v!r}")
-    return int(d * _NS)
 
 
-def _bool(param: str, v: Any) -> bool:
-    if not isinstance(v, bool):
-        raise ValueError(f"{param}: must be true or false, got {v!r}")
-    return v
 
 
-def _int(param: str, v: Any, minimum: int = 0) -> int:
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise ValueError(f"{param}: must be a whole number, got {v!r}")
-    if v < minimum:
-        raise ValueError(f"{param}: must be >= {minimum}, got {v}")
-    return v
 
 
-def _name(v: Any) -> None:
-    if not isinstance(v, str) or not v:
-        raise ValueError(f"name: must be a non-empty string, got {v!r}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -114,9 +78,6 @@ def _p(v: int) -> str:
     return from_units(v)
 
 
-def _short(asset_id: str) -> str:
-    """Token ids are 77 digits: keep reasons readable."""
-    return asset_id if len(asset_id) <= 16 else f"{asset_id[:8]}...{asset_id[-4:]}"
 
 
 def _secs(ns: int) -> str:
