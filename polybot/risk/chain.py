@@ -257,13 +257,15 @@ class LossBook:
         for cid, (strategy, asset, _amt) in k.exposure.by_order.items():
             self.touch(strategy, asset)
 
-    def _refresh(self) -> None:
+    def _refresh(self, only: str | None = None) -> None:
+        """Recompute the changed markets (of scope ``only``, or of every scope)."""
         if not self.dirty:
             return
         k = self.kernel
         pf, ex = k.portfolio, k.exposure
         cat = k.catalog
-        for scope, m in sorted(self.dirty):
+        todo = sorted(self.dirty) if only is None else sorted(x for x in self.dirty if x[0] == only)
+        for scope, m in todo:
             per = self.by_scope.setdefault(scope, {})
             old = per.pop(m, 0)
             info = cat.market(m) or cat.for_asset(m)
@@ -277,18 +279,24 @@ class LossBook:
             if live:
                 per[m] = new
             self.sums[scope] = self.sums.get(scope, 0) + new - old
-        self.dirty.clear()
+        if only is None:
+            self.dirty.clear()
+        else:
+            self.dirty.difference_update(todo)
 
     def loss(self, scope: str, market: str) -> int:
-        self._refresh()
+        if (scope, market) in self.dirty:
+            self._refresh(scope)
         return self.by_scope.get(scope, {}).get(market, 0)
 
     def total(self, scope: str) -> int:
-        self._refresh()
+        if self.dirty:
+            self._refresh(scope)
         return self.sums.get(scope, 0)
 
     def markets(self, scope: str) -> set[str]:
-        self._refresh()
+        if self.dirty:
+            self._refresh(scope)
         return set(self.by_scope.get(scope, ()))
 
 
@@ -470,6 +478,7 @@ class RiskChain:
     def __init__(self, validators: Sequence[Validator], overrides: dict[str, Sequence[Validator]] | None = None) -> None:
         self.validators = list(validators)
         self.overrides = {k: list(v) for k, v in (overrides or {}).items()}
+        self._compiled: dict[int, list[tuple[Validator, Any, bool]]] = {}
 
     def all_validators(self) -> list[tuple[str, Validator]]:
         """(scope, validator) for every instance: scope "" is the global chain."""
@@ -502,24 +511,37 @@ class RiskChain:
     def chain_for(self, strategy: str) -> list[Validator]:
         return self.overrides.get(strategy, self.validators)
 
+    def _steps(self, strategy: str) -> list[tuple[Validator, Any, bool]]:
+        """(validator, its bound check, skips reduce-only) for a strategy, built once."""
+        chain = self.overrides.get(strategy, self.validators) if self.overrides else self.validators
+        key = id(chain)
+        steps = self._compiled.get(key)
+        if steps is None or len(steps) != len(chain):  # a list replaced or grown: rebuilt
+            steps = self._compiled[key] = [(v, v.check, bool(getattr(v, "skip_reducing", False))) for v in chain]
+        return steps
+
     def check_intent(self, intent: OrderIntent, ctx: RiskContext) -> tuple[Decision, OrderIntent]:
         """Run every validator; returns the final decision and the (possibly resized) intent."""
         import msgspec
 
         resized: Decision | None = None
         exempt = intent.reduce_only and reduces(intent, ctx)
-        for v in self.overrides.get(ctx.strategy, self.validators) if self.overrides else self.validators:
-            if exempt and getattr(v, "skip_reducing", False):
+        for v, check, skip in self._steps(ctx.strategy):
+            if exempt and skip:
                 continue  # a reduce-only order that shrinks a position (flatten) is not throttled
             try:
-                d = v.check(intent, ctx)
+                d = check(intent, ctx)
             except Exception as exc:  # noqa: BLE001 - fail closed
                 return reject(getattr(v, "name", type(v).__name__), f"validator raised {type(exc).__name__}: {exc}"), intent
-            if not isinstance(d, Decision):
-                return reject(getattr(v, "name", type(v).__name__), f"validator returned {type(d).__name__}, not a Decision"), intent
-            if d.action == "reject":
+            if d.__class__ is not Decision:
+                if not isinstance(d, Decision):
+                    return reject(getattr(v, "name", type(v).__name__), f"validator returned {type(d).__name__}, not a Decision"), intent
+            action = d.action
+            if action == "approve":
+                continue
+            if action == "reject":
                 return d, intent
-            if d.action == "resize":
+            if action == "resize":
                 size = (min(d.size, intent.size) // LOT) * LOT
                 if size <= 0:
                     return reject(d.validator, f"resized to nothing: {d.reason}"), intent
