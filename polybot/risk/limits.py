@@ -297,7 +297,8 @@ class NotionalCaps:
             a = intent.asset_id
             pf = ctx.portfolio
             pos = pf.by_strategy.get((scope, a)) if scope else pf.positions.get(a)
-            if not ((pos is not None and pos.size) or ctx.exposure.buys.get((key, a))):
+            if not ((pos is not None and pos.size) or ctx.exposure.buys.get((key, a))) and (
+                    len(pf.positions) + len(ctx.exposure.buys) + 1 > self._max_open):  # a cheap upper bound first
                 # it opens a new position: count the open ones
                 if scope:
                     held = {x for (s_, x), q in pf.by_strategy.items() if s_ == scope and q.size}
@@ -314,14 +315,14 @@ class NotionalCaps:
                 return False
         if self._per_market and f_market > max(self._per_market, w_market):
             return False
-        if self._per_group:
+        w_total = book.total(key)
+        f_total = w_total - w_market + f_market
+        if self._total and f_total > max(self._total, w_total):
+            return False
+        if self._per_group and f_total > self._per_group:  # a group's loss is at most the total's
             _key, group = self.group_markets(market, ctx, scope)
             w_group = sum(book.loss(key, m) for m in group)
             if w_group - w_market + f_market > max(self._per_group, w_group):
-                return False
-        if self._total:
-            w_total = book.total(key)
-            if w_total - w_market + f_market > max(self._total, w_total):
                 return False
         return True
 
@@ -444,7 +445,7 @@ class PositionCaps:
     def check(self, intent: OrderIntent, ctx: RiskContext) -> Decision:
         scope = _scope(self.scope, ctx)
         asset = intent.asset_id
-        where = _scope_label(scope)
+        where = _scope_label(scope) if self._max_shares or self._max_imbalance else ""
         bounds: list[_Bound] = []
         if self._max_shares and intent.side == "BUY":
             held = ctx.portfolio.size(asset, scope)
@@ -459,8 +460,12 @@ class PositionCaps:
             info = ctx.info(asset)
             if info is not None and len(info.asset_ids) == 2:
                 yes, no = info.asset_ids
-                view = ctx.portfolio.pair_view(info.market, scope)
-                d = view.qty_yes - view.qty_no
+                pf = ctx.portfolio
+                if scope:
+                    py, pn = pf.by_strategy.get((scope, yes)), pf.by_strategy.get((scope, no))
+                else:
+                    py, pn = pf.positions.get(yes), pf.positions.get(no)
+                d = (py.size if py is not None else 0) - (pn.size if pn is not None else 0)
                 up = (asset == yes) == (intent.side == "BUY")  # BUY YES / SELL NO grow YES - NO
                 same = {(yes, "BUY"), (no, "SELL")} if up else {(no, "BUY"), (yes, "SELL")}
                 oo = ctx.orders.open_orders
