@@ -775,6 +775,8 @@ class Sizing:
         if _covered_reduce(intent, ctx, None):
             return APPROVE
         if self.mode == "fixed":
+            if intent.size <= self._size:
+                return APPROVE  # the common case, without formatting a reason
             target, what = self._size, f"fixed size {_fmt(self._size)} shares"
         elif self.mode == "kelly":
             out = self._kelly_size(intent, ctx)
