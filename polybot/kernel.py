@@ -199,6 +199,7 @@ class Kernel:
         self.synthesize_timers = synthesize_timers
         self.client_id_prefix = client_id_prefix
         self.flatten_max_slippage = flatten_max_slippage
+        self.book_changes = 0  # counts book snapshots and changes (cheap "did prices move" stamp)
         self.stats = KernelStats()
         self.strategies: dict[str, Strategy] = {}
         self.decoders: dict[str, Decoder] = dict(BUILTIN_DECODERS)
@@ -521,6 +522,7 @@ class Kernel:
 
     def _on_book(self, ev: BookSnapshot) -> None:
         b = self.books.ensure(ev.asset_id, ev.market)
+        self.book_changes += 1
         integ = self.integrity
         if b.pending:  # a check of the state before this snapshot: settle it first
             self._settle(b)
@@ -568,6 +570,7 @@ class Kernel:
         b = self.books.get(ev.asset_id)
         if b is None:
             return  # no snapshot for this asset: ignore (another token of the market)
+        self.book_changes += 1
         xts = ev.exchange_ts
         if b.pending and xts != b.pending_xts:
             self._settle(b)

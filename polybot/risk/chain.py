@@ -430,8 +430,18 @@ class Exposure:
 
 def reduces(intent: OrderIntent, ctx: RiskContext) -> bool:
     """The intent only shrinks its strategy's position: a SELL of at most the shares the
-    strategy holds of that asset."""
-    return intent.side == "SELL" and 0 < intent.size <= ctx.portfolio.size(intent.asset_id, ctx.strategy or intent.strategy)
+    strategy holds of that asset and has not already offered in open SELLs (one whose cancel is
+    pending is not counted: a flatten right after its cancel-all still reduces)."""
+    if intent.side != "SELL" or intent.size <= 0:
+        return False
+    strategy = ctx.strategy or intent.strategy
+    free = ctx.portfolio.size(intent.asset_id, strategy)
+    if intent.size > free:
+        return False
+    for o in ctx.orders.open_orders(strategy, asset_id=intent.asset_id):
+        if o.intent.side == "SELL" and o.state != "cancel_pending" and o.client_id != intent.client_id:
+            free -= o.remaining
+    return intent.size <= free
 
 
 @attrs.define
@@ -573,7 +583,9 @@ class RiskChain:
                         new_size = out.size
                         last_resize = d
                     if kernel is not None and leg.client_id:
-                        # the next legs are checked with this one counted (sum caps see the plan)
+                        # the next legs are checked with this one counted (sum caps see the plan).
+                        # A batch is not atomic: each leg may fill alone, so legs do not net out
+                        # as a hedge in the worst case (a YES+NO pair is two open BUYs)
                         kernel._reserve(out, ctx.strategy or leg.strategy, out.size)
                         held.append(leg.client_id)
             finally:

@@ -241,6 +241,8 @@ class NotionalCaps:
     the helpers.
     """
 
+    skip_reducing = True  # a flatten's reduce-only sells pass (RiskChain)
+
     per_order: Any = 0
     per_asset: Any = 0
     per_market: Any = 0
@@ -428,6 +430,8 @@ class PositionCaps:
       order count as filled. An order that does not grow the imbalance passes; one that would
       exceed both the cap and the current imbalance is resized to fit the larger of the two.
     """
+
+    skip_reducing = True  # a flatten's reduce-only sells pass (RiskChain)
 
     max_shares: Any = 0
     max_imbalance: Any = 0
@@ -656,7 +660,7 @@ class LossLimits:
         scope = _scope(self.scope, ctx)
         key = scope or ""
         k = ctx.kernel
-        stamp = (key, k.stats.inputs, k.stats.fills)  # marks move only between inputs, PnL on fills
+        stamp = (key, k.book_changes, k.stats.fills)  # marks move with the books, PnL on fills
         if stamp != self._net_stamp:
             pf = ctx.portfolio
             self._net_cache = int(pf.pnl(key, pf.marks(ctx.books)).net)

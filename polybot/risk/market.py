@@ -174,7 +174,7 @@ class DataHealth:
         if bad and not (self.allow_reducing_on_stale and _reduces(intent, ctx)):
             return reject(self.name, bad)
         info = ctx.info(asset)
-        market = info.market if info is not None else intent.market
+        market = info.market if info is not None else (intent.market or (book.market if book is not None else ""))
         if market and market in ctx.catalog.resolved:
             return reject(self.name, f"market {_short(market)} is resolved")
         if info is None:
@@ -546,6 +546,8 @@ class ErrorBreaker:
     event); while tripped every intent is rejected. Resuming trading (the kernel back to
     "active") re-arms it with an empty window.
     """
+
+    skip_reducing = True  # a flatten's reduce-only sells still get out (RiskChain)
 
     name: str = "error_breaker"
     max_errors: int = 10
