@@ -40,11 +40,17 @@ class FakePortfolio:
         return self.held.get(asset_id, 0)
 
 
+class FakeOrders:
+    def open_orders(self, strategy: str | None = None, asset_id: str | None = None) -> list:
+        return []
+
+
 @attrs.define
 class FakeCtx:
     trading_state: str = "active"
     portfolio: FakePortfolio = attrs.Factory(FakePortfolio)
     strategy: str = "s"
+    orders: FakeOrders = attrs.Factory(FakeOrders)
 
 
 @attrs.define
