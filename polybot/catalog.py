@@ -24,6 +24,23 @@ class Catalog:
     def for_asset(self, asset_id: str) -> MarketInfo | None:
         return self._by_asset.get(asset_id)
 
+    def market_of(self, asset_id: str, default: str | None = None) -> str:
+        """The market (condition id) of an asset; ``default`` (else the asset id itself: an
+        unknown asset is a market of its own) when the catalog does not know it."""
+        info = self._by_asset.get(asset_id)
+        if info is not None:
+            return info.market
+        return asset_id if default is None else default
+
+    def outcomes(self, market_or_asset: str) -> tuple[tuple[str, ...], bool]:
+        """The outcome tokens of a market (or of an asset's market) and whether they are its
+        complete set (exactly one pays 1; not so in an augmented neg-risk event). An unknown
+        asset is a market of its own, not complete (it may also pay nothing)."""
+        info = self._markets.get(market_or_asset) or self._by_asset.get(market_or_asset)
+        if info is None:
+            return (market_or_asset,), False
+        return info.asset_ids, not info.neg_risk_augmented
+
     def complement(self, asset_id: str) -> str | None:
         """The other token of a binary market (YES <-> NO)."""
         info = self._by_asset.get(asset_id)

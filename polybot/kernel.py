@@ -75,7 +75,7 @@ from .journal import JournalWriter, one_line, text_frame
 from .execution.modes import Executions
 from .execution.orders import EVENT_STATE, OrderStore
 from .portfolio import Portfolio
-from .risk import LOT, Decision, Exposure, RiskChain, RiskContext, TradingStateValidator, reject
+from .risk import LOT, Decision, Exposure, RiskChain, RiskContext, TradingStateValidator, reject, worst_case
 from .risk.chain import LossBook, intent_loss
 from .strategy import Context, Strategy, convert_params
 from .units import SCALE, from_units
@@ -466,14 +466,9 @@ class Kernel:
         """Reserve an order's worst case for ``size`` shares: its cash at risk (a BUY's notional
         plus the taker fee at its limit; an uncovered SELL's (1 - p) per share) and its share of
         the market's worst-case loss. Returns the cash at risk."""
-        held = self.portfolio.size(it.asset_id, strategy)
         info = self.catalog.for_asset(it.asset_id)
         loss = intent_loss(it.side, it.price, size, info.fees if info is not None else None)
-        if it.side == "BUY":
-            amt = loss
-        else:
-            uncovered = max(0, size - max(0, held))
-            amt = -((-(SCALE - it.price) * uncovered) // SCALE)
+        amt = loss if it.side == "BUY" else worst_case(it, self.portfolio.size(it.asset_id, strategy), size)
         self.exposure.reserve(it.client_id, strategy, it.asset_id, amt, it.side, loss)
         return amt
 

@@ -277,12 +277,9 @@ class Portfolio:
     def market_of(self, asset_id: str, default: str = "") -> str:
         """The market of an asset: the catalog's, else the one its fills stated, else
         ``default``. This is the key of :meth:`market_values`."""
-        cat = self.catalog
-        info = cat.for_asset(asset_id) if cat is not None else None
-        if info is not None:
-            return info.market
         p = self.positions.get(asset_id)
-        return p.market if p is not None and p.market else default
+        fallback = p.market if p is not None and p.market else default
+        return self.catalog.market_of(asset_id, fallback) if self.catalog is not None else fallback
 
     def marks(self, books: Books, mode: str | None = None) -> MarkFn:
         """:func:`book_marks` with this portfolio's mark mode (or ``mode``)."""

@@ -57,7 +57,8 @@ from ..events import (
     TimerFired,
     TradePrint,
 )
-from ..units import SCALE, to_units
+from ..params import units_param
+from ..units import SCALE
 from .base import Executor
 from .rules import FeeModel, check_order, fill_fee, max_buy_cost
 
@@ -71,16 +72,6 @@ GTD_BUFFER_NS = 60 * 1_000_000_000  # the venue's one-minute security threshold 
 DEFAULT_TICK = 10_000
 DEFAULT_MIN_SIZE = 5_000_000
 NO_BALANCE = "not enough balance / allowance"
-
-
-def _units(field: str, v: object) -> int:
-    """A money param from TOML: ``"1000"``, ``1000`` or ``0.07`` (exact, at most 6 decimals)."""
-    if isinstance(v, bool) or not isinstance(v, (str, int, float)):
-        raise ValueError(f"{field}: expected a decimal number, got {v!r}")
-    try:
-        return to_units(repr(v) if isinstance(v, float) else str(v))
-    except ValueError as exc:
-        raise ValueError(f"{field}: {exc}") from None
 
 
 @attrs.define(slots=True, eq=False)
@@ -126,14 +117,12 @@ class PaperExecutor(Executor):
                  default_fee_rate: str | float = "0", default_fee_exponent: int = 1,
                  check_balance: bool = True) -> None:  # fmt: skip
         super().__init__()
-        self.start_cash = _units("cash", cash)
-        if self.start_cash < 0:
-            raise ValueError(f"cash: must be >= 0, got {cash!r}")
+        self.start_cash = units_param("cash", cash)
         if not isinstance(latency_ms, (int, float)) or isinstance(latency_ms, bool) or latency_ms < 0:
             raise ValueError(f"latency_ms: must be a number >= 0, got {latency_ms!r}")
         self.latency_ns = int(round(latency_ms * 1_000_000))
-        rate = _units("default_fee_rate", default_fee_rate)
-        if not 0 <= rate <= SCALE:
+        rate = units_param("default_fee_rate", default_fee_rate)
+        if rate > SCALE:
             raise ValueError(f"default_fee_rate: must be in [0, 1], got {default_fee_rate!r}")
         if not isinstance(default_fee_exponent, int) or default_fee_exponent < 0:
             raise ValueError(f"default_fee_exponent: must be an integer >= 0, got {default_fee_exponent!r}")

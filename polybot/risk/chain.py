@@ -112,14 +112,8 @@ class RiskContext:
     # ---------------------------------------------------------------- worst-case exposure
 
     def market_assets(self, market_or_asset: str) -> tuple[tuple[str, ...], bool]:
-        """The outcome tokens of a market (from the catalog) and whether they are its complete
-        set of outcomes (a binary market is: exactly one of them pays 1). An asset missing from
-        the catalog is a market of its own, not complete (it may also pay nothing)."""
-        cat = self.kernel.catalog
-        info = cat.market(market_or_asset) or cat.for_asset(market_or_asset)
-        if info is None:
-            return (market_or_asset,), False
-        return info.asset_ids, not info.neg_risk_augmented
+        """The market's outcome tokens and whether they are complete (:meth:`Catalog.outcomes`)."""
+        return self.kernel.catalog.outcomes(market_or_asset)
 
     def outcome_losses(self, market_or_asset: str, strategy: str | None = None,
                        extra: OrderIntent | None = None, extra_loss: int | None = None) -> list[int]:  # fmt: skip
@@ -142,8 +136,7 @@ class RiskContext:
         return max(0, max(self.outcome_losses(market_or_asset, strategy, extra, extra_loss)))
 
     def market_of(self, asset_id: str) -> str:
-        info = self.kernel.catalog.for_asset(asset_id)
-        return info.market if info is not None else asset_id
+        return self.kernel.catalog.market_of(asset_id)
 
     def active_markets(self, strategy: str | None = None) -> set[str]:
         """Markets (or lone assets) where the scope holds a position or has open orders."""
@@ -178,13 +171,7 @@ def market_outcome_losses(kernel: Kernel, market_or_asset: str, scope: str = "",
                           extra: OrderIntent | None = None, extra_loss: int | None = None) -> list[int]:  # fmt: skip
     """:meth:`RiskContext.outcome_losses`, as a function (the caps call it on every intent)."""
     cat = kernel.catalog
-    info = cat.market(market_or_asset) or cat.for_asset(market_or_asset)
-    if info is None:
-        assets: tuple[str, ...] = (market_or_asset,)
-        complete = False
-    else:
-        assets = info.asset_ids
-        complete = not info.neg_risk_augmented
+    assets, complete = cat.outcomes(market_or_asset)
     pf = kernel.portfolio
     if scope:
         by = pf.by_strategy
@@ -212,8 +199,8 @@ def market_outcome_losses(kernel: Kernel, market_or_asset: str, scope: str = "",
         if a == ea:
             assert extra is not None
             if extra_loss is None:
-                info_a = info if info is not None else cat.for_asset(a)
-                extra_loss = intent_loss(extra.side, extra.price, extra.size, info_a.fees if info_a is not None else None)
+                info = cat.for_asset(a)
+                extra_loss = intent_loss(extra.side, extra.price, extra.size, info.fees if info is not None else None)
             if extra.side == "BUY":
                 b += extra_loss
             else:
@@ -239,8 +226,7 @@ class LossBook:
         self.dirty: set[tuple[str, str]] = set()
 
     def touch(self, strategy: str, asset_id: str) -> None:
-        info = self.kernel.catalog.for_asset(asset_id)
-        m = info.market if info is not None else asset_id
+        m = self.kernel.catalog.market_of(asset_id)
         self.dirty.add(("", m))
         if strategy:
             self.dirty.add((strategy, m))
@@ -268,13 +254,13 @@ class LossBook:
         for scope, m in todo:
             per = self.by_scope.setdefault(scope, {})
             old = per.pop(m, 0)
-            info = cat.market(m) or cat.for_asset(m)
-            assets = info.asset_ids if info is not None else (m,)
-            live = any(
-                ((pf.by_strategy.get((scope, a)) if scope else pf.positions.get(a)) or _NOPOS).size
-                or (scope, a) in ex.buys or (scope, a) in ex.sells
-                for a in assets
-            )  # fmt: skip
+            assets, _complete = cat.outcomes(m)
+            live = False  # a position or an open order in this market
+            for a in assets:
+                p = pf.by_strategy.get((scope, a)) if scope else pf.positions.get(a)
+                if (p is not None and p.size) or (scope, a) in ex.buys or (scope, a) in ex.sells:
+                    live = True
+                    break
             new = max(0, max(market_outcome_losses(k, m, scope))) if live else 0
             if live:
                 per[m] = new
@@ -300,20 +286,14 @@ class LossBook:
         return set(self.by_scope.get(scope, ()))
 
 
-class _NoPos:
-    size = 0
-
-
-_NOPOS = _NoPos()
-
-
-def worst_case(intent: OrderIntent, held: int) -> int:
-    """Worst-case loss of an order in base units: a BUY can lose what it pays; a SELL of shares
-    held loses nothing more than the position already carries; an uncovered SELL can lose
-    (1 - price) per share."""
+def worst_case(intent: OrderIntent, held: int, size: int | None = None) -> int:
+    """Cash at risk of an order (of ``size`` shares, default its own) in base units: a BUY can
+    lose what it pays; a SELL of shares held loses nothing more than the position already
+    carries; an uncovered SELL can lose (1 - price) per share."""
+    size = intent.size if size is None else size
     if intent.side == "BUY":
-        return -((-intent.price * intent.size) // SCALE)
-    uncovered = max(0, intent.size - max(0, held))
+        return -((-intent.price * size) // SCALE)
+    uncovered = max(0, size - max(0, held))
     return -((-(SCALE - intent.price) * uncovered) // SCALE)  # rounded up, like the BUY side
 
 
@@ -367,7 +347,7 @@ class Exposure:
         if self.on_change is not None:
             self.on_change(strategy, asset_id)
         agg = self.sells if side == "SELL" else self.buys
-        for scope in ("", strategy):
+        for scope in ("", strategy) if strategy else ("",):  # the account, and the strategy
             k = (scope, asset_id)
             agg[k] = agg.get(k, 0) + lo
 
@@ -385,7 +365,7 @@ class Exposure:
         # a partial release scales the loss contribution with the amount
         lo_amt = lo if amt == have or not have else lo * amt // have
         agg = self.sells if side == "SELL" else self.buys
-        for scope in ("", strategy):
+        for scope in ("", strategy) if strategy else ("",):  # the account, and the strategy
             k = (scope, asset)
             v = agg.get(k, 0) - lo_amt
             if v:
@@ -402,13 +382,6 @@ class Exposure:
 
     def open_buy(self, asset_id: str, strategy: str = "") -> int:
         return self.buys.get((strategy, asset_id), 0)
-
-    def open_sell(self, asset_id: str, strategy: str = "") -> int:
-        return self.sells.get((strategy, asset_id), 0)
-
-    def assets(self, strategy: str = "") -> set[str]:
-        """Assets with open orders in this scope."""
-        return {a for (s, a) in self.buys if s == strategy} | {a for (s, a) in self.sells if s == strategy}
 
     def to_state(self) -> list[list[Any]]:
         return [[k, *v, *self.legs.get(k, ("BUY", v[2]))] for k, v in sorted(self.by_order.items())]

@@ -38,13 +38,13 @@ import msgspec
 from ..bus import PRIORITY_KERNEL
 from ..events import BookDelta, BookSnapshot, FeeSchedule, MarketInfo, OrderIntent, PnLUpdate, TradingStateChanged
 from ..units import SCALE, from_units
-from .params import bool_param as _bool
-from .params import cap_param as _units
-from .params import choice_param as _choice
-from .params import count_param
-from .params import name_param as _name
-from .params import ratio_param as _ratio
-from .params import short_id as _short
+from ..params import bool_param as _bool
+from ..params import cap_param as _units
+from ..params import choice_param as _choice
+from ..params import count_param
+from ..params import name_param as _name
+from ..params import ratio_param as _ratio
+from ..params import short_id as _short
 from .chain import APPROVE, LOT, Decision, RiskContext, intent_loss, reject, resize
 
 if TYPE_CHECKING:  # pragma: no cover

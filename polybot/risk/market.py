@@ -31,12 +31,12 @@ from ..events import (
 )
 from ..execution.rules import check_order
 from ..units import SCALE, from_units
-from .params import bool_param as _bool
-from .params import count_param as _int
-from .params import name_param as _name
-from .params import seconds_param as _seconds
-from .params import short_id as _short
-from .params import units_param as _units
+from ..params import bool_param as _bool
+from ..params import count_param as _int
+from ..params import name_param as _name
+from ..params import seconds_param as _seconds
+from ..params import short_id as _short
+from ..params import units_param as _units
 from .chain import APPROVE, Decision, RiskContext, reject
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -105,13 +105,8 @@ def _market_of(kernel: Any, asset_id: str, market: str = "") -> str:
     else the asset id itself (an unknown asset is its own market)."""
     if market:
         return market
-    info = kernel.catalog.for_asset(asset_id)
-    if info is not None:
-        return str(info.market)
     b = kernel.books.get(asset_id)
-    if b is not None and b.market:
-        return str(b.market)
-    return asset_id
+    return kernel.catalog.market_of(asset_id, b.market if b is not None and b.market else asset_id)
 
 
 def _reduces(intent: OrderIntent, ctx: RiskContext) -> bool:

@@ -11,7 +11,7 @@ from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from typing import Any
 
-from ..units import from_units, to_units
+from .units import from_units, to_units
 
 NS = 1_000_000_000
 
