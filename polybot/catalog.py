@@ -11,12 +11,28 @@ class Catalog:
     def __init__(self) -> None:
         self._markets: dict[str, MarketInfo] = {}
         self._by_asset: dict[str, MarketInfo] = {}
+        self._by_event: dict[str, dict[str, MarketInfo]] = {}  # event id -> market -> info
         self.resolved: dict[str, str] = {}  # market -> winning asset id
 
     def add(self, info: MarketInfo) -> None:
+        old = self._markets.get(info.market)
+        if old is not None and old.event_id and old.event_id != info.event_id:
+            self._by_event.get(old.event_id, {}).pop(info.market, None)
         self._markets[info.market] = info
         for aid in info.asset_ids:
             self._by_asset[aid] = info
+        if info.event_id:
+            self._by_event.setdefault(info.event_id, {})[info.market] = info
+
+    def event_markets(self, event_id: str) -> list[MarketInfo]:
+        """The markets of one event (for a neg-risk event: its outcome markets), sorted by
+        market id so iteration is deterministic."""
+        ms = self._by_event.get(event_id)
+        return [ms[k] for k in sorted(ms)] if ms else []
+
+    def events(self) -> list[str]:
+        """Every event id the catalog knows, sorted."""
+        return sorted(self._by_event)
 
     def market(self, market: str) -> MarketInfo | None:
         return self._markets.get(market)
@@ -64,6 +80,7 @@ class Catalog:
     def restore(self, infos: list[MarketInfo], resolved: dict[str, str]) -> None:
         self._markets.clear()
         self._by_asset.clear()
+        self._by_event.clear()
         for i in infos:
             self.add(i)
         self.resolved = dict(resolved)

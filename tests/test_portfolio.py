@@ -523,3 +523,22 @@ def test_position_stays_exact_through_shorts_and_covers(fills: list, winner_pays
             assert p.cost == 0
     cash += p.settle(winner_pays)
     assert (p.size, p.cost) == (0, 0) and cash == p.net_realized == p.cash_flow
+
+
+def test_catalog_groups_markets_by_event() -> None:
+    from polybot.catalog import Catalog
+    from polybot.events import MarketInfo
+
+    c = Catalog()
+    a = MarketInfo(market="m2", asset_ids=("a1", "a2"), event_id="e1", neg_risk=True)
+    b = MarketInfo(market="m1", asset_ids=("b1", "b2"), event_id="e1", neg_risk=True)
+    c.add(a)
+    c.add(b)
+    c.add(MarketInfo(market="m3", asset_ids=("c1", "c2")))
+    assert [m.market for m in c.event_markets("e1")] == ["m1", "m2"]
+    assert c.events() == ["e1"]
+    c.add(MarketInfo(market="m2", asset_ids=("a1", "a2"), event_id="e2"))  # moved to another event
+    assert [m.market for m in c.event_markets("e1")] == ["m1"]
+    assert c.event_markets("nope") == []
+    c.restore(c.to_state(), {})
+    assert [m.market for m in c.event_markets("e2")] == ["m2"]
