@@ -192,7 +192,7 @@ class Kernel:
         self.orders = OrderStore()
         self.exposure = Exposure()
         self.losses = LossBook(self)  # worst-case loss per market, kept current for the caps
-        self.exposure.on_change = self.losses.touch
+        self.exposure.on_change = self.losses.exposure_changed
         self.trading_state = "active"
         self.risk = risk or RiskChain([TradingStateValidator()])
         self.journal = journal

@@ -372,28 +372,28 @@ def test_exposure_reserve_release() -> None:
     ex.reserve("o2", "s1", "B", 50)
     ex.reserve("o3", "s2", "A", 30)
     assert ex.total == 180
-    assert ex.by_strategy == {"s1": 150, "s2": 30}
-    assert ex.by_asset == {"A": 130, "B": 50}
+    assert ex.buys == {("", "A"): 130, ("s1", "A"): 100, ("", "B"): 50, ("s1", "B"): 50, ("s2", "A"): 30}
 
     ex.release("o1", 40)  # partial
     assert ex.by_order["o1"] == ("s1", "A", 60)
-    assert (ex.total, ex.by_strategy["s1"], ex.by_asset["A"]) == (140, 110, 90)
+    assert (ex.total, ex.open_buy("A", "s1"), ex.open_buy("A")) == (140, 60, 90)
 
     ex.release("o1", 1000)  # more than left: releases what is left
     assert "o1" not in ex.by_order
-    assert (ex.total, ex.by_strategy["s1"], ex.by_asset["A"]) == (80, 50, 30)
+    assert (ex.total, ex.open_buy("A", "s1"), ex.open_buy("A")) == (80, 0, 30)
+    assert ("s1", "A") not in ex.buys  # an emptied total is dropped
 
     ex.release("o1")  # already gone: no-op
     ex.release("nope", 5)
     assert ex.total == 80
 
     ex.reserve("o2", "s1", "B", 20)  # re-reserving replaces the old amount
-    assert (ex.total, ex.by_strategy["s1"], ex.by_asset["B"]) == (50, 20, 20)
+    assert (ex.total, ex.open_buy("B", "s1"), ex.open_buy("B")) == (50, 20, 20)
 
     ex.release("o2")
     ex.release("o3")
     assert ex.total == 0 and ex.by_order == {}
-    assert all(v == 0 for v in ex.by_strategy.values()) and all(v == 0 for v in ex.by_asset.values())
+    assert ex.buys == {} and ex.sells == {} and ex.legs == {}
 
 
 def test_exposure_state_round_trip() -> None:
@@ -407,7 +407,7 @@ def test_exposure_state_round_trip() -> None:
     other.reserve("junk", "x", "y", 999)
     other.restore(state)
     assert other.total == 14 and other.by_order == ex.by_order
-    assert {k: v for k, v in other.by_strategy.items() if v} == {"s1": 7, "s2": 7}
+    assert other.buys == {("", "A"): 7, ("s1", "A"): 7, ("", "B"): 7, ("s2", "B"): 7}
     assert "junk" not in other.by_order
 
 
@@ -421,10 +421,10 @@ def test_exposure_totals_match_orders(ops: list[tuple[str, int, int]]) -> None:
         else:
             ex.release(cid, amt if amt % 2 else None)
         assert ex.total == sum(v[2] for v in ex.by_order.values())
-        for s in ("s0", "s1"):
-            assert ex.by_strategy.get(s, 0) == sum(v[2] for v in ex.by_order.values() if v[0] == s)
-        for a in ("a0", "a1", "a2"):
-            assert ex.by_asset.get(a, 0) == sum(v[2] for v in ex.by_order.values() if v[1] == a)
+        for a in ("a0", "a1", "a2"):  # the loss totals are the open legs' losses, per scope
+            for s in ("", "s0", "s1"):
+                assert ex.open_buy(a, s) == sum(ex.legs[c][1] for c, v in ex.by_order.items()
+                                                if v[1] == a and s in ("", v[0]))  # fmt: skip
         assert all(v[2] >= 0 for v in ex.by_order.values())
 
 

@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from polybot.config import ConfigError, parse_config
 from polybot.events import ENCODER, BookSnapshot, FeeSchedule, Flatten, MarketInfo, OrderIntent, RiskRejected
@@ -134,3 +136,33 @@ def test_realized_profit_counts_in_the_market_worst_case() -> None:
     assert d.approved
     after = ctx.market_loss(M)
     assert after <= p(5) and after >= before  # sold at a loss: the worst case is what was lost
+
+
+@settings(max_examples=500, deadline=None)
+@given(price=st.integers(0, 1_000_000), size=st.integers(0, 10**12), rate=st.integers(0, 1_000_000),
+       exponent=st.integers(0, 3))
+def test_intent_loss_of_a_buy_is_max_buy_cost(price: int, size: int, rate: int, exponent: int) -> None:
+    """The inlined fast path of intent_loss agrees with rules.max_buy_cost for every schedule."""
+    from polybot.events import FeeSchedule
+    from polybot.execution.rules import max_buy_cost
+    from polybot.risk.chain import intent_loss
+
+    sched = FeeSchedule(rate_ppm=rate, exponent=exponent)
+    assert intent_loss("BUY", price, size, sched) == max_buy_cost(size, price, sched)
+    assert intent_loss("BUY", price, size, None) == max_buy_cost(size, price, None)
+
+
+@settings(max_examples=300, deadline=None)
+@given(vec=st.lists(st.integers(-10**9, 10**9), min_size=1, max_size=4), data=st.data(),
+       side=st.sampled_from(["BUY", "SELL"]), loss=st.integers(0, 10**9), live=st.integers(0, 10**9))
+def test_loss_book_with_order_matches_the_vector_rule(vec: list[int], data: Any, side: str, loss: int, live: int) -> None:
+    """LossBook.with_order (the caps' one-call fast path, unrolled for binary markets) agrees
+    with with_order() on the cached vector, and reports the book's current loss."""
+    from polybot.risk.chain import LossBook, with_order
+
+    i = data.draw(st.integers(0, len(vec) - 1))
+    book = LossBook(kernel=None)  # type: ignore[arg-type]
+    book.vecs[""] = {"m": list(vec)}
+    book.by_scope[""] = {"m": live}
+    assert book.with_order("", "m", i, side, loss) == (live, with_order(vec, i, side, loss))
+    assert book.vecs[""]["m"] == vec  # read only

@@ -643,6 +643,25 @@ def check_invariants(k: Kernel) -> None:
         assert held <= MAX_SHARES and held + pending <= MAX_SHARES, (a, held, pending)
 
 
+def check_loss_book(k: Kernel) -> None:
+    """The kernel's LossBook (kept incrementally) equals a fresh recomputation, per scope."""
+    from polybot.risk.chain import market_outcome_losses
+
+    for scope in ("", "a", "b", "c"):
+        expect: dict[str, int] = {}
+        for m, info in PROP_MARKETS.items():
+            live = any((k.portfolio.by_strategy.get((scope, a)) if scope else k.portfolio.positions.get(a)) is not None
+                       and (k.portfolio.by_strategy.get((scope, a)) if scope else k.portfolio.positions.get(a)).size
+                       or (scope, a) in k.exposure.buys or (scope, a) in k.exposure.sells for a in info.asset_ids)
+            fresh = market_outcome_losses(k, m, scope)
+            assert k.losses.vector(scope, m) == fresh, (scope, m)
+            if live and max(fresh) > 0:
+                expect[m] = max(fresh)
+        assert {m: k.losses.loss(scope, m) for m in expect} == expect, scope
+        assert k.losses.markets(scope) == set(expect), scope
+        assert k.losses.total(scope) == sum(expect.values()), scope
+
+
 intent_op = st.tuples(st.just("intent"), st.sampled_from("abc"), st.sampled_from(PROP_ASSETS),
                       st.sampled_from(["BUY", "BUY", "SELL"]), st.integers(5, 95), st.integers(1, 8_000),
                       st.sampled_from(["FAK", "GTC"]))  # fmt: skip
@@ -706,3 +725,4 @@ def test_property_caps_hold_after_every_approved_intent(ops: list[tuple[Any, ...
         else:
             prop_book(k, t, op[1], op[2])
         check_invariants(k)  # fills, cancels and price moves never raise them either
+        check_loss_book(k)

@@ -6,6 +6,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from polybot.events import (
     ENCODER,
@@ -591,3 +593,39 @@ def test_error_breaker_restored_tripped_into_an_active_kernel_re_arms():
     k.halt("operator")
     b.restore({"tripped": True, "reason": "error breaker: old", "errors": []})
     assert b.tripped
+
+
+@settings(max_examples=400, deadline=None)
+@given(side=st.sampled_from(["BUY", "SELL"]), ticks=st.integers(-2, 102), lots=st.integers(-1, 3_000),
+       tif=st.sampled_from(["GTC", "GTD", "FOK", "FAK"]), kind=st.sampled_from(["limit", "market"]),
+       post_only=st.booleans(), tick=st.sampled_from([1_000, 10_000, 20_000]), off_grid=st.booleans(),
+       expire_s=st.integers(0, 120))
+def test_exchange_rules_fast_path_agrees_with_check_order(side: str, ticks: int, lots: int, tif: str, kind: str,
+                                                          post_only: bool, tick: int, off_grid: bool,
+                                                          expire_s: int) -> None:  # fmt: skip
+    """ExchangeRules approves exactly the orders rules.check_order accepts (its shortcut for a
+    plain GTC limit order included), at the book's tick and the market's minimum size."""
+    from polybot.execution.rules import check_order
+
+    k = kernel(ExchangeRules())
+    feed(k, T0 + 1, book(YES, 540_000, 550_000, tick=tick))
+    price = ticks * tick + (1 if off_grid else 0)
+    intent = it(side=side, price=price, size=lots * 10_000, tif=tif, kind=kind, post_only=post_only,
+                expire_ts=T0 + expire_s * SEC if tif == "GTD" else 0)  # fmt: skip
+    ctx = RiskContext(k, "s")
+    b = k.books.get(YES)
+    marketable = (side == "BUY" and price >= b.best_ask) or (side == "SELL" and price <= b.best_bid)
+    expect = check_order(intent, tick=tick, min_size=k.catalog.for_asset(YES).min_order_size, now=ctx.now,
+                         marketable=marketable)  # fmt: skip
+    d = ExchangeRules().check(intent, ctx)
+    assert d.approved == (expect == ""), (d, expect)
+
+
+@settings(max_examples=300, deadline=None)
+@given(side=st.sampled_from(["BUY", "SELL"]), ticks=st.integers(-1, 101), lots=st.integers(0, 1_500),
+       tick=st.sampled_from([1_000, 2_500, 10_000, 20_000]), off_grid=st.booleans())
+def test_exchange_rules_shortcut_for_plain_gtc_limits(side: str, ticks: int, lots: int, tick: int, off_grid: bool) -> None:
+    """The plain GTC limit order (ExchangeRules' shortcut) on ticks the venue has and has not."""
+    test_exchange_rules_fast_path_agrees_with_check_order.hypothesis.inner_test(  # type: ignore[attr-defined]
+        side=side, ticks=ticks, lots=lots, tif="GTC", kind="limit", post_only=False, tick=tick, off_grid=off_grid,
+        expire_s=0)  # fmt: skip

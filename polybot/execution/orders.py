@@ -85,6 +85,7 @@ class Order:
     venue_order_id: str = ""
     created_ts: int = 0
     updated_ts: int = 0
+    counted: int = attrs.field(default=0, repr=False, eq=False)  # remaining shares in the store's totals
 
     @property
     def strategy(self) -> str:
@@ -120,6 +121,8 @@ class OrderStore:
         self._orders: dict[str, Order] = {}
         self._open: dict[str, Order] = {}
         self._open_by_asset: dict[str, dict[str, Order]] = {}
+        # (scope, asset, side) -> remaining shares of the open orders; scope "" = every strategy
+        self.open_qty: dict[tuple[str, str, str], int] = {}
 
     def __contains__(self, client_id: object) -> bool:
         return client_id in self._orders
@@ -135,7 +138,29 @@ class OrderStore:
             return [o for o in by.values() if strategy is None or o.strategy == strategy]
         return [o for o in self._open.values() if strategy is None or o.strategy == strategy]
 
+    def has_open(self, asset_id: str) -> bool:
+        """Whether any order on ``asset_id`` is open."""
+        return asset_id in self._open_by_asset
+
+    def open_shares(self, strategy: str | None, asset_id: str, side: str) -> int:
+        """Remaining shares of the open ``side`` orders on ``asset_id`` (of ``strategy``, or of
+        every strategy when None): what ``open_orders`` would sum, kept as a running total."""
+        return self.open_qty.get((strategy or "", asset_id, side), 0)
+
     def _set_open(self, o: Order, is_open: bool) -> None:
+        new = o.remaining if is_open else 0
+        diff = new - o.counted
+        if diff:
+            o.counted = new
+            it = o.intent
+            qty = self.open_qty
+            for key in ((("", it.asset_id, it.side), (it.strategy, it.asset_id, it.side)) if it.strategy
+                        else (("", it.asset_id, it.side),)):  # fmt: skip
+                v = qty.get(key, 0) + diff
+                if v:
+                    qty[key] = v
+                else:
+                    del qty[key]
         if is_open:
             self._open[o.client_id] = o
             self._open_by_asset.setdefault(o.asset_id, {})[o.client_id] = o
@@ -197,6 +222,7 @@ class OrderStore:
         self._orders.clear()
         self._open.clear()
         self._open_by_asset.clear()
+        self.open_qty.clear()
         for st in states:
             intent = msgspec.convert(st["intent"], OrderIntent)
             o = Order(

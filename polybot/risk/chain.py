@@ -22,9 +22,10 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import attrs
+import msgspec
 
 from ..events import OrderIntent
-from ..execution.rules import max_buy_cost, taker_fee
+from ..execution.rules import FEE_STEP, max_buy_cost, taker_fee
 from ..units import SCALE
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -66,48 +67,57 @@ class Validator(Protocol):
     def check(self, intent: OrderIntent, ctx: RiskContext) -> Decision: ...
 
 
-@attrs.define
 class RiskContext:
-    """What validators may read. ``kernel`` gives books, catalog, portfolio, orders, exposure."""
+    """What validators may read, for one ``submit()``: ``kernel`` gives books, catalog,
+    portfolio, orders, exposure (also attributes here: the chain reads them for every validator
+    of every intent) and ``now`` is the kernel time of the check."""
 
-    kernel: Kernel
-    strategy: str = ""
+    __slots__ = ("kernel", "strategy", "books", "catalog", "portfolio", "orders", "exposure", "now", "_fa", "_f")
 
-    @property
-    def books(self):  # noqa: ANN201
-        return self.kernel.books
+    def __init__(self, kernel: Kernel, strategy: str = "") -> None:
+        self.kernel = kernel
+        self.strategy = strategy
+        self.books = kernel.books
+        self.catalog = kernel.catalog
+        self.portfolio = kernel.portfolio
+        self.orders = kernel.orders
+        self.exposure = kernel.exposure
+        self.now: int = kernel.clock.now()  # kernel time of the check (one input's time)
+        self._fa: str | None = None
+        self._f: tuple[Any, Any, str] = (None, None, "")
 
-    @property
-    def catalog(self):  # noqa: ANN201
-        return self.kernel.catalog
+    def facts(self, asset_id: str) -> tuple[Any, Any, str]:
+        """(book, catalog entry, market) of an asset, looked up once per intent for the whole
+        chain: the book or the entry may be None; the market is the catalog's, else the book's,
+        else the asset itself (an unknown asset is its own market)."""
+        if asset_id is self._fa or asset_id == self._fa:
+            return self._f
+        book = self.books.get(asset_id)
+        info = self.catalog.for_asset(asset_id)
+        if info is not None:
+            market = info.market
+        elif book is not None and book.market:
+            market = book.market
+        else:
+            market = asset_id
+        self._fa = asset_id
+        f = self._f = (book, info, market)
+        return f
 
-    @property
-    def portfolio(self):  # noqa: ANN201
-        return self.kernel.portfolio
-
-    @property
-    def orders(self):  # noqa: ANN201
-        return self.kernel.orders
-
-    @property
-    def exposure(self) -> Exposure:
-        return self.kernel.exposure
+    def __repr__(self) -> str:
+        return f"RiskContext(strategy={self.strategy!r})"
 
     @property
     def trading_state(self) -> str:
         return self.kernel.trading_state
 
-    @property
-    def now(self) -> int:
-        return self.kernel.clock.now()
-
     def info(self, asset_id: str):  # noqa: ANN201
         """The asset's market (``MarketInfo``) from the catalog, or None."""
-        return self.kernel.catalog.for_asset(asset_id)
+        return self.catalog.for_asset(asset_id)
 
     def book(self, asset_id: str):  # noqa: ANN201
         """The asset's ``OrderBook``, or None."""
-        return self.kernel.books.get(asset_id)
+        return self.books.get(asset_id)
 
     # ---------------------------------------------------------------- worst-case exposure
 
@@ -139,7 +149,8 @@ class RiskContext:
         return self.kernel.catalog.market_of(asset_id)
 
     def active_markets(self, strategy: str | None = None) -> set[str]:
-        """Markets (or lone assets) where the scope holds a position or has open orders."""
+        """Markets (or lone assets) where the scope holds a position or has open orders and
+        whose worst case is a loss (the others add nothing to any sum of losses)."""
         return self.kernel.losses.markets(strategy or "")
 
     def total_loss(self, strategy: str | None = None, extra: OrderIntent | None = None,
@@ -214,26 +225,138 @@ def market_outcome_losses(kernel: Kernel, market_or_asset: str, scope: str = "",
     return out
 
 
+def with_order(vec: list[int], i: int, side: str, loss: int) -> int:
+    """The worst-case loss (0 when every outcome gains) of an outcome-loss vector once an order
+    of outcome ``i`` with worst-case ``loss`` is added: a BUY loses it in every other outcome
+    (and in "none pays" of an incomplete set), a SELL in outcome ``i``."""
+    if side == "BUY":
+        worst = vec[i]
+        for j, v in enumerate(vec):
+            if j != i and v + loss > worst:
+                worst = v + loss
+    else:
+        worst = vec[i] + loss
+        for v in vec:
+            if v > worst:
+                worst = v
+    return worst if worst > 0 else 0
+
+
 class LossBook:
     """The worst-case loss of every market with a position or an open order, per scope (the
-    account "" and each strategy), and their sums. Positions and open orders tell it which
-    (scope, market) changed (:meth:`touch`); it recomputes only those, when next asked."""
+    account "" and each strategy), and their sums, kept current for the caps.
+
+    Each (scope, market) keeps its outcome-loss vector (:func:`market_outcome_losses`). An open
+    order's reservation or release moves the vector by its loss, in place (:meth:`exposure_changed`:
+    a BUY of outcome i adds to every other outcome, a SELL to outcome i); a position change
+    (:meth:`touch`) marks it stale, and it is recomputed when next read. A market counts (is
+    active) when the scope holds a position or has an open order there and its worst case is a
+    loss; otherwise it counts 0."""
 
     def __init__(self, kernel: Kernel) -> None:
         self.kernel = kernel
-        self.by_scope: dict[str, dict[str, int]] = {}  # scope -> market -> loss
+        self.vecs: dict[str, dict[str, list[int]]] = {}  # scope -> market -> outcome losses
+        self.by_scope: dict[str, dict[str, int]] = {}  # scope -> active market -> worst-case loss
         self.sums: dict[str, int] = {}
-        self.dirty: set[tuple[str, str]] = set()
+        self.dirty: dict[str, set[str]] = {}  # scope -> markets whose vector is stale
 
     def touch(self, strategy: str, asset_id: str) -> None:
+        """A position of ``strategy`` in ``asset_id`` changed: recompute its market when read."""
         m = self.kernel.catalog.market_of(asset_id)
-        self.dirty.add(("", m))
+        self.dirty.setdefault("", set()).add(m)
         if strategy:
-            self.dirty.add((strategy, m))
+            self.dirty.setdefault(strategy, set()).add(m)
+
+    def exposure_changed(self, strategy: str, asset_id: str, side: str, delta: int) -> None:
+        """An open order's worst-case loss on ``asset_id`` moved by ``delta`` (the hook of
+        :class:`Exposure`, called after its totals changed)."""
+        info = self.kernel.catalog.for_asset(asset_id)
+        if info is not None:
+            m, assets = info.market, info.asset_ids
+        else:
+            m, assets = asset_id, (asset_id,)
+        for scope in ("", strategy) if strategy else ("",):
+            d = self.dirty.get(scope)
+            if d and m in d:
+                continue
+            per = self.vecs.get(scope)
+            vec = per.get(m) if per is not None else None
+            if vec is None:
+                if d is None:
+                    d = self.dirty[scope] = set()
+                d.add(m)
+                continue
+            i = assets.index(asset_id)
+            if side != "BUY":
+                vec[i] += delta
+            elif len(vec) == 2:
+                vec[1 - i] += delta
+            else:
+                for j in range(len(vec)):
+                    if j != i:
+                        vec[j] += delta
+            # an added order makes the market live; a released one may leave it idle
+            self._set(scope, m, vec, assets, delta > 0)
+
+    def _live(self, scope: str, assets: tuple[str, ...]) -> bool:
+        """The scope holds a position or has an open order in the market."""
+        pf, ex = self.kernel.portfolio, self.kernel.exposure
+        for a in assets:
+            p = pf.by_strategy.get((scope, a)) if scope else pf.positions.get(a)
+            if (p is not None and p.size) or (scope, a) in ex.buys or (scope, a) in ex.sells:
+                return True
+        return False
+
+    def _set(self, scope: str, m: str, vec: list[int], assets: tuple[str, ...], live: bool = False) -> None:
+        """Record the market's worst-case loss: max(vec) when the scope is live there and it is
+        positive; else the market is not active (counts 0)."""
+        new = max(vec)
+        if new <= 0 or not (live or self._live(scope, assets)):
+            new = 0
+        per = self.by_scope.get(scope)
+        if per is None:
+            per = self.by_scope[scope] = {}
+        old = per.get(m, 0)
+        if new:
+            per[m] = new
+        elif old:
+            del per[m]
+        if new != old:
+            self.sums[scope] = self.sums.get(scope, 0) + new - old
+
+    def with_order(self, scope: str, market: str, i: int, side: str, loss: int) -> tuple[int, int]:
+        """(the market's worst-case loss now, and once an order of outcome ``i`` with worst-case
+        ``loss`` is added): :meth:`current` and :func:`with_order` in one call (the caps ask on
+        every intent)."""
+        d = self.dirty.get(scope)
+        if d and market in d:
+            self._refresh(scope)
+        per = self.vecs.get(scope)
+        vec = per.get(market) if per is not None else None
+        if vec is None:
+            vec = self.vector(scope, market)
+        bs = self.by_scope.get(scope)
+        now = bs.get(market, 0) if bs is not None else 0
+        if len(vec) == 2:
+            a, b = (vec[0], vec[1]) if i == 0 else (vec[1], vec[0])  # a: outcome i, b: the other
+            if side == "BUY":
+                b += loss
+            else:
+                a += loss
+            worst = a if a > b else b
+            return now, (worst if worst > 0 else 0)
+        return now, with_order(vec, i, side, loss)
+
+    def current(self, scope: str, market: str) -> tuple[int, list[int]]:
+        """(the market's worst-case loss, its outcome-loss vector) for the scope."""
+        vec = self.vector(scope, market)
+        per = self.by_scope.get(scope)
+        return (per.get(market, 0) if per is not None else 0), vec
 
     def reset(self) -> None:
         """Recompute everything (the catalog changed: assets may have joined a market)."""
         k = self.kernel
+        self.vecs.clear()
         self.by_scope.clear()
         self.sums.clear()
         self.dirty.clear()
@@ -243,45 +366,44 @@ class LossBook:
         for cid, (strategy, asset, _amt) in k.exposure.by_order.items():
             self.touch(strategy, asset)
 
-    def _refresh(self, only: str | None = None) -> None:
-        """Recompute the changed markets (of scope ``only``, or of every scope)."""
-        if not self.dirty:
+    def _refresh(self, scope: str) -> None:
+        """Recompute the scope's stale markets."""
+        todo = self.dirty.pop(scope, None)
+        if not todo:
             return
         k = self.kernel
-        pf, ex = k.portfolio, k.exposure
-        cat = k.catalog
-        todo = sorted(self.dirty) if only is None else sorted(x for x in self.dirty if x[0] == only)
-        for scope, m in todo:
-            per = self.by_scope.setdefault(scope, {})
-            old = per.pop(m, 0)
-            assets, _complete = cat.outcomes(m)
-            live = False  # a position or an open order in this market
-            for a in assets:
-                p = pf.by_strategy.get((scope, a)) if scope else pf.positions.get(a)
-                if (p is not None and p.size) or (scope, a) in ex.buys or (scope, a) in ex.sells:
-                    live = True
-                    break
-            new = max(0, max(market_outcome_losses(k, m, scope))) if live else 0
-            if live:
-                per[m] = new
-            self.sums[scope] = self.sums.get(scope, 0) + new - old
-        if only is None:
-            self.dirty.clear()
-        else:
-            self.dirty.difference_update(todo)
+        vecs = self.vecs.setdefault(scope, {})
+        for m in sorted(todo):
+            vec = vecs[m] = market_outcome_losses(k, m, scope)
+            self._set(scope, m, vec, k.catalog.outcomes(m)[0])
+
+    def vector(self, scope: str, market: str) -> list[int]:
+        """The market's outcome losses for the scope (current; do not modify)."""
+        d = self.dirty.get(scope)
+        if d and market in d:
+            self._refresh(scope)
+        per = self.vecs.get(scope)
+        vec = per.get(market) if per is not None else None
+        if vec is None:
+            vec = market_outcome_losses(self.kernel, market, scope)
+            self.vecs.setdefault(scope, {})[market] = vec
+            self._set(scope, market, vec, self.kernel.catalog.outcomes(market)[0])
+        return vec
 
     def loss(self, scope: str, market: str) -> int:
-        if (scope, market) in self.dirty:
+        d = self.dirty.get(scope)
+        if d and market in d:
             self._refresh(scope)
-        return self.by_scope.get(scope, {}).get(market, 0)
+        per = self.by_scope.get(scope)
+        return per.get(market, 0) if per is not None else 0
 
     def total(self, scope: str) -> int:
-        if self.dirty:
+        if self.dirty.get(scope):
             self._refresh(scope)
         return self.sums.get(scope, 0)
 
     def markets(self, scope: str) -> set[str]:
-        if self.dirty:
+        if self.dirty.get(scope):
             self._refresh(scope)
         return set(self.by_scope.get(scope, ()))
 
@@ -307,6 +429,9 @@ def order_loss(side: str, price: int, size: int, buy_cost: int | None = None) ->
     return -((-(SCALE - price) * size) // SCALE)
 
 
+_FEE_DEN_1 = SCALE * SCALE * SCALE  # the fee fraction's denominator at exponent 1 (rules._fee_fraction)
+
+
 def intent_loss(side: str, price: int, size: int, fees: Any = None) -> int:
     """What an order of ``size`` shares at limit ``price`` adds to its market's worst-case loss,
     fees included (what the kernel reserves, and what the caps check): a BUY at most its
@@ -314,6 +439,14 @@ def intent_loss(side: str, price: int, size: int, fees: Any = None) -> int:
     SELL (1 - p) per share in the outcome it sells plus the taker fee on the proceeds (filling
     higher loses less). ``fees`` is the market's ``FeeSchedule`` (None = fee-free)."""
     if side == "BUY":
+        if fees is None or not fees.rate_ppm:
+            return -((-price * size) // SCALE)
+        e = fees.exponent
+        if e == 1 and fees.rate_ppm > 0 and size >= 0 and 0 <= price <= SCALE:
+            # max_buy_cost inlined for the common schedule (exponent 1): notional rounded up +
+            # the fee at the limit, rounded up to the fee step
+            num = size * fees.rate_ppm * (price * (SCALE - price))
+            return -((-price * size) // SCALE) - ((num // -_FEE_DEN_1) // FEE_STEP) * FEE_STEP
         return max_buy_cost(size, price, fees)
     return order_loss("SELL", price, size) + taker_fee(size, price, fees)
 
@@ -328,28 +461,30 @@ class Exposure:
     def __init__(self) -> None:
         self.by_order: dict[str, tuple[str, str, int]] = {}  # client_id -> (strategy, asset, amount)
         self.total = 0
-        self.by_strategy: dict[str, int] = {}
-        self.by_asset: dict[str, int] = {}
         self.legs: dict[str, tuple[str, int]] = {}  # client_id -> (side, loss)
-        self.on_change: Callable[[str, str], None] | None = None  # (strategy, asset) changed
+        # (strategy, asset, side, loss delta), called after the totals changed
+        self.on_change: Callable[[str, str, str, int], None] | None = None
         self.buys: dict[tuple[str, str], int] = {}  # (scope, asset) -> open BUY loss
         self.sells: dict[tuple[str, str], int] = {}  # (scope, asset) -> open SELL loss
 
     def reserve(self, client_id: str, strategy: str, asset_id: str, amount: int, side: str = "BUY",
                 loss: int | None = None) -> None:  # fmt: skip
-        self.release(client_id)
+        if client_id in self.by_order:
+            self.release(client_id)
         self.by_order[client_id] = (strategy, asset_id, amount)
         self.total += amount
-        self.by_strategy[strategy] = self.by_strategy.get(strategy, 0) + amount
-        self.by_asset[asset_id] = self.by_asset.get(asset_id, 0) + amount
         lo = amount if loss is None else loss
         self.legs[client_id] = (side, lo)
-        if self.on_change is not None:
-            self.on_change(strategy, asset_id)
         agg = self.sells if side == "SELL" else self.buys
         for scope in ("", strategy) if strategy else ("",):  # the account, and the strategy
             k = (scope, asset_id)
-            agg[k] = agg.get(k, 0) + lo
+            v = agg.get(k, 0) + lo
+            if v:
+                agg[k] = v
+            else:
+                agg.pop(k, None)
+        if self.on_change is not None:
+            self.on_change(strategy, asset_id, side, lo)
 
     def release(self, client_id: str, amount: int | None = None) -> None:
         """Release all (or ``amount`` of) an order's reservation."""
@@ -359,8 +494,6 @@ class Exposure:
         strategy, asset, have = cur
         amt = have if amount is None else min(amount, have)
         self.total -= amt
-        self.by_strategy[strategy] -= amt
-        self.by_asset[asset] -= amt
         side, lo = self.legs.pop(client_id, ("BUY", 0))
         # a partial release scales the loss contribution with the amount
         lo_amt = lo if amt == have or not have else lo * amt // have
@@ -377,8 +510,8 @@ class Exposure:
         else:
             self.by_order[client_id] = (strategy, asset, have - amt)
             self.legs[client_id] = (side, lo - lo_amt)
-        if self.on_change is not None:
-            self.on_change(strategy, asset)
+        if self.on_change is not None and lo_amt:
+            self.on_change(strategy, asset, side, -lo_amt)
 
     def open_buy(self, asset_id: str, strategy: str = "") -> int:
         return self.buys.get((strategy, asset_id), 0)
@@ -444,6 +577,21 @@ class TradingStateValidator:
         return reject(self.name, "trading is reducing: only orders that shrink a position pass")
 
 
+def _straight_line(checks: Sequence[Callable[[OrderIntent, RiskContext], Decision]]) -> Callable[..., tuple[int, Any]]:
+    """A function that calls ``checks`` in order, without a loop: ``(len(checks), APPROVE)``
+    when every one returns ``APPROVE`` (the same object), ``(i, decision)`` at the first that
+    does not, ``(~i, exception)`` when check ``i`` raises. Generated source, like attrs and
+    namedtuple do, because the loop's own bookkeeping is a fifth of a cheap chain's cost."""
+    ns: dict[str, Any] = {"APPROVE": APPROVE}
+    lines = ["def run(intent, ctx):", "    i = 0", "    try:", "        pass"]
+    for j, c in enumerate(checks):
+        ns[f"c{j}"] = c
+        lines += [f"        i = {j}", f"        d = c{j}(intent, ctx)", "        if d is not APPROVE:", f"            return {j}, d"]
+    lines += ["    except Exception as exc:", "        return ~i, exc", f"    return {len(checks)}, APPROVE"]
+    exec("\n".join(lines), ns)  # noqa: S102 - our own generated source, no input in it
+    return ns["run"]
+
+
 BUILTIN_VALIDATORS: dict[str, Callable[..., Validator]] = {
     "pass": PassThrough,
     "trading_state": TradingStateValidator,
@@ -461,7 +609,7 @@ class RiskChain:
     def __init__(self, validators: Sequence[Validator], overrides: dict[str, Sequence[Validator]] | None = None) -> None:
         self.validators = list(validators)
         self.overrides = {k: list(v) for k, v in (overrides or {}).items()}
-        self._compiled: dict[int, list[tuple[Validator, Any, bool]]] = {}
+        self._compiled: dict[int, tuple[list[tuple[Validator, Any, bool]], Callable[..., tuple[int, Any]]]] = {}
 
     def all_validators(self) -> list[tuple[str, Validator]]:
         """(scope, validator) for every instance: scope "" is the global chain."""
@@ -496,26 +644,47 @@ class RiskChain:
 
     def _steps(self, strategy: str) -> list[tuple[Validator, Any, bool]]:
         """(validator, its bound check, skips reduce-only) for a strategy, built once."""
+        return self._entry(strategy)[0]
+
+    def _entry(self, strategy: str) -> tuple[list[tuple[Validator, Any, bool]], Callable[..., tuple[int, Any]]]:
         chain = self.overrides.get(strategy, self.validators) if self.overrides else self.validators
         key = id(chain)
-        steps = self._compiled.get(key)
-        if steps is None or len(steps) != len(chain):  # a list replaced or grown: rebuilt
-            steps = self._compiled[key] = [(v, v.check, bool(getattr(v, "skip_reducing", False))) for v in chain]
-        return steps
+        entry = self._compiled.get(key)
+        if entry is None or len(entry[0]) != len(chain):  # a list replaced or grown: rebuilt
+            steps = [(v, v.check, bool(getattr(v, "skip_reducing", False))) for v in chain]
+            entry = self._compiled[key] = (steps, _straight_line([c for _v, c, _s in steps]))
+        return entry
 
     def check_intent(self, intent: OrderIntent, ctx: RiskContext) -> tuple[Decision, OrderIntent]:
         """Run every validator; returns the final decision and the (possibly resized) intent."""
-        import msgspec
-
-        resized: Decision | None = None
+        steps, run = self._entry(ctx.strategy)
         exempt = intent.reduce_only and reduces(intent, ctx)
-        for v, check, skip in self._steps(ctx.strategy):
+        start = 0
+        first: Any = None
+        if not exempt:
+            # the common case, every validator approving, in one straight-line call; the first
+            # validator that does not approve (or raises) is handled by the loop below
+            start, first = run(intent, ctx)
+            if start == len(steps):
+                return APPROVE, intent
+            if start < 0:
+                v = steps[~start][0]
+                exc = first
+                return reject(getattr(v, "name", type(v).__name__), f"validator raised {type(exc).__name__}: {exc}"), intent
+        resized: Decision | None = None
+        for idx in range(start, len(steps)):
+            v, check, skip = steps[idx]
             if exempt and skip:
                 continue  # a reduce-only order that shrinks a position (flatten) is not throttled
-            try:
-                d = check(intent, ctx)
-            except Exception as exc:  # noqa: BLE001 - fail closed
-                return reject(getattr(v, "name", type(v).__name__), f"validator raised {type(exc).__name__}: {exc}"), intent
+            if first is not None:
+                d, first = first, None  # the straight line's verdict for this validator
+            else:
+                try:
+                    d = check(intent, ctx)
+                except Exception as exc:  # noqa: BLE001 - fail closed
+                    return reject(getattr(v, "name", type(v).__name__), f"validator raised {type(exc).__name__}: {exc}"), intent
+            if d is APPROVE:
+                continue
             if d.__class__ is not Decision:
                 if not isinstance(d, Decision):
                     return reject(getattr(v, "name", type(v).__name__), f"validator returned {type(d).__name__}, not a Decision"), intent
@@ -538,8 +707,6 @@ class RiskChain:
     ) -> tuple[Decision, list[OrderIntent]]:
         """All legs pass, or the plan is rejected; a resize applies one share count to all legs
         (the smallest any validator allows), and the resized plan is checked again."""
-        import msgspec
-
         current = list(legs)
         last_resize: Decision | None = None
         kernel = getattr(ctx, "kernel", None)

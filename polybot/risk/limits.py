@@ -295,51 +295,57 @@ class NotionalCaps:
               w_market: int, f_market: int, book: Any) -> bool:  # fmt: skip
         """Every configured cap holds with the order at its full size (no resize needed)."""
         key = scope or ""
-        if self._max_open and intent.side == "BUY":
-            a = intent.asset_id
-            pf = ctx.portfolio
-            pos = pf.by_strategy.get((scope, a)) if scope else pf.positions.get(a)
-            if not ((pos is not None and pos.size) or ctx.exposure.buys.get((key, a))) and (
-                    len(pf.positions) + len(ctx.exposure.buys) + 1 > self._max_open):  # a cheap upper bound first
-                # it opens a new position: count the open ones
-                if scope:
-                    held = {x for (s_, x), q in pf.by_strategy.items() if s_ == scope and q.size}
-                else:
-                    held = {x for x, q in pf.positions.items() if q.size}
-                opened = held | {x for (s_, x), v in ctx.exposure.buys.items() if s_ == key and v}
-                if len(opened) + 1 > self._max_open:
+        side = intent.side
+        if side == "BUY":
+            max_open = self._max_open
+            per_asset = self._per_asset
+            if max_open or per_asset:
+                a = intent.asset_id
+                pf = ctx.portfolio
+                pos = pf.by_strategy.get((scope, a)) if scope else pf.positions.get(a)
+                buys = ctx.exposure.buys
+                if max_open and not ((pos is not None and pos.size) or buys.get((key, a))) and (
+                        len(pf.positions) + len(buys) + 1 > max_open):  # a cheap upper bound first
+                    # it opens a new position: count the open ones
+                    if scope:
+                        held = {x for (s_, x), q in pf.by_strategy.items() if s_ == scope and q.size}
+                    else:
+                        held = {x for x, q in pf.positions.items() if q.size}
+                    opened = held | {x for (s_, x), v in buys.items() if s_ == key and v}
+                    if len(opened) + 1 > max_open:
+                        return False
+                if per_asset and (pos.cost if pos is not None else 0) + buys.get((key, a), 0) + full > per_asset:
                     return False
         if self._per_order and intent.price * intent.size > self._per_order * SCALE:
             return False
-        if self._per_asset and intent.side == "BUY":
-            pos = ctx.portfolio.by_strategy.get((scope, intent.asset_id)) if scope else ctx.portfolio.positions.get(intent.asset_id)
-            if (pos.cost if pos is not None else 0) + ctx.exposure.open_buy(intent.asset_id, key) + full > self._per_asset:
-                return False
-        if self._per_market and f_market > max(self._per_market, w_market):
+        if self._per_market and f_market > w_market and f_market > self._per_market:
             return False
-        w_total = book.total(key)
-        f_total = w_total - w_market + f_market
-        if self._total and f_total > max(self._total, w_total):
-            return False
-        if self._per_group and f_total > self._per_group:  # a group's loss is at most the total's
-            _key, group = self.group_markets(market, ctx, scope)
-            w_group = sum(book.loss(key, m) for m in group)
-            if w_group - w_market + f_market > max(self._per_group, w_group):
+        total, per_group = self._total, self._per_group
+        if total or per_group:
+            w_total = book.total(key)
+            f_total = w_total - w_market + f_market
+            if total and f_total > total and f_total > w_total:
                 return False
+            if per_group and f_total > per_group:  # a group's loss is at most the total's
+                _key, group = self.group_markets(market, ctx, scope)
+                w_group = sum(book.loss(key, m) for m in group)
+                if w_group - w_market + f_market > max(per_group, w_group):
+                    return False
         return True
 
     def check(self, intent: OrderIntent, ctx: RiskContext) -> Decision:
-        scope = _scope(self.scope, ctx)
+        scope = (ctx.strategy or None) if self.scope == "strategy" else None
         asset = intent.asset_id
         side = intent.side
         price = intent.price
-        fees = _fees(ctx, asset)
+        info = ctx.facts(asset)[1]
+        if info is not None:
+            fees, assets, market = info.fees, info.asset_ids, info.market
+        else:  # an uncatalogued asset is a market of its own (as the loss book keys it)
+            fees, assets, market = None, (asset,), asset
         full = intent_loss(side, price, intent.size, fees)
-        extra_loss = full if side == "BUY" else None
-        market = ctx.market_of(asset)
         book = ctx.kernel.losses  # the current worst cases, kept by the kernel (O(1) to read)
-        w_market = book.loss(scope or "", market)
-        f_market = ctx.market_loss(market, scope, intent, extra_loss)
+        w_market, f_market = book.with_order(scope or "", market, assets.index(asset), side, full)
         if f_market <= w_market:
             return APPROVE  # the order does not make the worst case worse
         if self._fits(intent, ctx, scope, market, full, w_market, f_market, book):
@@ -447,43 +453,51 @@ class PositionCaps:
         _choice("scope", self.scope, SCOPES)
 
     def check(self, intent: OrderIntent, ctx: RiskContext) -> Decision:
-        scope = _scope(self.scope, ctx)
+        max_shares, max_imb = self._max_shares, self._max_imbalance
+        if not (max_shares or max_imb):
+            return APPROVE
+        scope = (ctx.strategy or None) if self.scope == "strategy" else None
+        key = scope or ""
         asset = intent.asset_id
-        where = _scope_label(scope) if self._max_shares or self._max_imbalance else ""
-        bounds: list[_Bound] = []
-        if self._max_shares and intent.side == "BUY":
-            held = ctx.portfolio.size(asset, scope)
-            pending = sum(o.remaining for o in ctx.orders.open_orders(scope, asset_id=asset) if o.intent.side == "BUY")
-            after = held + pending + intent.size
-            if after > self._max_shares:
-                n = max(0, self._max_shares - held - pending) // LOT * LOT
-                bounds.append(_Bound(n, f"{where}: asset {_short(asset)} would hold {_fmt(after)} shares (position "
-                                        f"{_fmt(held)} + open buys {_fmt(pending)} + order {_fmt(intent.size)}) > "
-                                        f"max_shares {_fmt(self._max_shares)}"))  # fmt: skip
-        if self._max_imbalance:
-            info = ctx.info(asset)
+        size = intent.size
+        pf = ctx.portfolio
+        qty = ctx.orders.open_qty.get  # (scope, asset, side) -> remaining shares of open orders
+        bounds: list[_Bound] | None = None
+        if max_shares and intent.side == "BUY":
+            p = pf.by_strategy.get((scope, asset)) if scope else pf.positions.get(asset)
+            held = p.size if p is not None else 0
+            pending = qty((key, asset, "BUY"), 0)
+            after = held + pending + size
+            if after > max_shares:
+                n = max(0, max_shares - held - pending) // LOT * LOT
+                bounds = [_Bound(n, f"{_scope_label(scope)}: asset {_short(asset)} would hold {_fmt(after)} shares "
+                                    f"(position {_fmt(held)} + open buys {_fmt(pending)} + order {_fmt(size)}) > "
+                                    f"max_shares {_fmt(max_shares)}")]  # fmt: skip
+        if max_imb:
+            info = ctx.facts(asset)[1]
             if info is not None and len(info.asset_ids) == 2:
                 yes, no = info.asset_ids
-                pf = ctx.portfolio
                 if scope:
                     py, pn = pf.by_strategy.get((scope, yes)), pf.by_strategy.get((scope, no))
                 else:
                     py, pn = pf.positions.get(yes), pf.positions.get(no)
                 d = (py.size if py is not None else 0) - (pn.size if pn is not None else 0)
                 up = (asset == yes) == (intent.side == "BUY")  # BUY YES / SELL NO grow YES - NO
-                same = {(yes, "BUY"), (no, "SELL")} if up else {(no, "BUY"), (yes, "SELL")}
-                oo = ctx.orders.open_orders
-                pending = sum(o.remaining for a in (yes, no) for o in oo(scope, asset_id=a)
-                              if (o.asset_id, o.intent.side) in same)  # fmt: skip
+                if up:
+                    pending = qty((key, yes, "BUY"), 0) + qty((key, no, "SELL"), 0)
+                else:
+                    pending = qty((key, no, "BUY"), 0) + qty((key, yes, "SELL"), 0)
                 before = (d if up else -d) + pending  # the imbalance the way this order pushes
-                after = before + intent.size
-                limit = max(self._max_imbalance, abs(before))
+                after = before + size
+                limit = max(max_imb, abs(before))
                 if after > limit:
                     n = max(0, limit - before) // LOT * LOT
-                    bounds.append(_Bound(n, f"{where}: market {_short(info.market)} YES-NO imbalance would be "
-                                            f"{_fmt(after if up else -after)} shares (positions {_fmt(d)}, open orders "
-                                            f"{_fmt(pending)} the same way) > max_imbalance "
-                                            f"{_fmt(self._max_imbalance)}"))  # fmt: skip
+                    b = _Bound(n, f"{_scope_label(scope)}: market {_short(info.market)} YES-NO imbalance would be "
+                                  f"{_fmt(after if up else -after)} shares (positions {_fmt(d)}, open orders "
+                                  f"{_fmt(pending)} the same way) > max_imbalance {_fmt(max_imb)}")  # fmt: skip
+                    bounds = [b] if bounds is None else [*bounds, b]
+        if bounds is None:
+            return APPROVE
         return _finish(self.name, intent, ctx, bounds)
 
 
@@ -568,6 +582,9 @@ class LossLimits:
 
     _net_stamp: Any = attrs.field(init=False, default=None, repr=False)
     _net_cache: int = attrs.field(init=False, default=0, repr=False)
+    # (scope, day start, day end): the last check observed the cached net in that day and found
+    # no breach, so a check with the same stamp inside that day needs no new observation
+    _quiet: Any = attrs.field(init=False, default=None, repr=False)
 
     def __attrs_post_init__(self) -> None:
         _name(self.name)
@@ -594,6 +611,7 @@ class LossLimits:
 
     def restore(self, state: dict[str, Any]) -> None:
         self._tracks = {k: _Track(*v) for k, v in state.get("tracks", {}).items()}
+        self._quiet = None
 
     def track(self, key: str = "") -> _Track | None:
         """The PnL history of a scope ("" = the account, else a strategy)."""
@@ -618,6 +636,7 @@ class LossLimits:
     def _on_state(self, ev: TradingStateChanged) -> None:
         if ev.state != "active" or ev.previous == "active" or self._kernel is None:
             return
+        self._quiet = None
         for key, t in self._tracks.items():
             if t.tripped:  # the operator resumed after a breach: acknowledged
                 net = self._net(key)
@@ -627,6 +646,7 @@ class LossLimits:
     def _observe(self, key: str, net: int, ts: int, halt: Callable[[str], None]) -> str:
         """Record one observation of a scope's net; returns the breach in force ("" = none)."""
         assert self._days is not None
+        self._quiet = None
         day = self._days(ts)
         t = self._tracks.get(key)
         if t is None:
@@ -657,15 +677,23 @@ class LossLimits:
             return APPROVE
         if self._kernel is None:
             self._kernel = ctx.kernel
-        scope = _scope(self.scope, ctx)
+        scope = (ctx.strategy or None) if self.scope == "strategy" else None
         key = scope or ""
         k = ctx.kernel
+        now = ctx.now
         stamp = (key, k.book_changes, k.stats.fills)  # marks move with the books, PnL on fills
-        if stamp != self._net_stamp:
+        if stamp == self._net_stamp:
+            q = self._quiet
+            if q is not None and q[0] == key and q[1] <= now < q[2]:
+                return APPROVE  # same net, same day, nothing tripped since it was observed
+        else:
             pf = ctx.portfolio
             self._net_cache = int(pf.pnl(key, pf.marks(ctx.books)).net)
             self._net_stamp = stamp
-        tripped = self._observe(key, self._net_cache, ctx.now, ctx.halt)
+        tripped = self._observe(key, self._net_cache, now, ctx.halt)
+        if not tripped:
+            assert self._days is not None
+            self._quiet = (key, self._days.lo, self._days.hi)
         if tripped and not _covered_reduce(intent, ctx, scope):
             return reject(self.name, tripped)
         return APPROVE
@@ -776,11 +804,12 @@ class Sizing:
     # ------------------------------------------------------------------ check
 
     def check(self, intent: OrderIntent, ctx: RiskContext) -> Decision:
-        if _covered_reduce(intent, ctx, None):
+        fixed = self.mode == "fixed"
+        if fixed and intent.size <= self._size:
+            return APPROVE  # the common case, without formatting a reason
+        if intent.reduce_only and _covered_reduce(intent, ctx, None):
             return APPROVE
-        if self.mode == "fixed":
-            if intent.size <= self._size:
-                return APPROVE  # the common case, without formatting a reason
+        if fixed:
             target, what = self._size, f"fixed size {_fmt(self._size)} shares"
         elif self.mode == "kelly":
             out = self._kelly_size(intent, ctx)

@@ -29,7 +29,7 @@ from ..events import (
     TradingStateChanged,
     type_name,
 )
-from ..execution.rules import check_order
+from ..execution.rules import MIN_MARKETABLE_NOTIONAL, ROUNDING, check_order
 from ..units import SCALE, from_units
 from ..params import bool_param as _bool
 from ..params import count_param as _int
@@ -37,7 +37,7 @@ from ..params import name_param as _name
 from ..params import seconds_param as _seconds
 from ..params import short_id as _short
 from ..params import units_param as _units
-from .chain import APPROVE, Decision, RiskContext, reject
+from .chain import APPROVE, LOT, Decision, RiskContext, reject
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..kernel import Kernel
@@ -154,22 +154,19 @@ class DataHealth:
 
     def check(self, intent: OrderIntent, ctx: RiskContext) -> Decision:
         asset = intent.asset_id
-        now = ctx.now
-        book = ctx.book(asset)
+        book, info, _m = ctx.facts(asset)
         if book is None:
             return reject(self.name, f"no order book for asset {_short(asset)}")
-        bad = ""
-        if not book.healthy:
-            bad = f"the book of {_short(asset)} is unhealthy ({book.unhealthy_reason or 'no reason given'})"
-        elif self._max_age_ns:
-            age = now - book.updated_ts
-            if age > self._max_age_ns:
-                bad = (f"the book of {_short(asset)} is {_secs(age)} old "
+        now = ctx.now
+        if not book.healthy or (self._max_age_ns and now - book.updated_ts > self._max_age_ns):
+            if book.healthy:
+                bad = (f"the book of {_short(asset)} is {_secs(now - book.updated_ts)} old "
                        f"(max_book_age_s is {_secs(self._max_age_ns)})")  # fmt: skip
-        if bad and not (self.allow_reducing_on_stale and _reduces(intent, ctx)):
-            return reject(self.name, bad)
-        info = ctx.info(asset)
-        market = info.market if info is not None else (intent.market or (book.market if book is not None else ""))
+            else:
+                bad = f"the book of {_short(asset)} is unhealthy ({book.unhealthy_reason or 'no reason given'})"
+            if not (self.allow_reducing_on_stale and _reduces(intent, ctx)):
+                return reject(self.name, bad)
+        market = info.market if info is not None else (intent.market or book.market)
         if market and market in ctx.catalog.resolved:
             return reject(self.name, f"market {_short(market)} is resolved")
         if info is None:
@@ -219,11 +216,20 @@ class ExchangeRules:
         self._min_size = _units("default_min_size", self.default_min_size)
 
     def check(self, intent: OrderIntent, ctx: RiskContext) -> Decision:
-        asset = intent.asset_id
-        book = ctx.book(asset)
-        info = ctx.info(asset)
-        tick = _tick(ctx, asset, self._default_tick)
+        book, info, _m = ctx.facts(intent.asset_id)
+        if book is not None and book.tick_size:
+            tick = book.tick_size
+        elif info is not None and info.tick_size:
+            tick = info.tick_size
+        else:
+            tick = self._default_tick
         min_size = info.min_order_size if info is not None else self._min_size
+        price = intent.price
+        if (intent.tif == "GTC" and intent.kind == "limit" and not intent.post_only and tick in ROUNDING
+                and not price % tick and tick <= price <= SCALE - tick and intent.size >= min_size
+                and intent.size > 0 and not intent.size % LOT and intent.side in ("BUY", "SELL")
+                and intent.size * price >= MIN_MARKETABLE_NOTIONAL * SCALE):  # fmt: skip
+            return APPROVE  # a plain GTC limit order that passes every rule, marketable or not
         marketable = False
         if book is not None:
             if intent.side == "BUY":
@@ -261,9 +267,11 @@ class PriceBand:
 
     def check(self, intent: OrderIntent, ctx: RiskContext) -> Decision:
         asset = intent.asset_id
-        book = ctx.book(asset)
-        bid = book.best_bid if book is not None else 0
-        ask = book.best_ask if book is not None else 0
+        book, info, _m = ctx.facts(asset)
+        if book is not None:
+            bid, ask = book.best_bid, book.best_ask
+        else:
+            bid = ask = 0
         if not (bid or ask):
             if self.allow_empty_book:
                 return APPROVE
@@ -271,19 +279,25 @@ class PriceBand:
             return reject(self.name, f"{intent.side.lower()} at {_p(intent.price)}: asset {_short(asset)} has "
                                      f"{what}, no price to compare with")  # fmt: skip
         k = self.ticks
-        band = k * _tick(ctx, asset)
-        price = intent.price
-        n = _plural(k, "tick")
-        if intent.side == "BUY":
-            ref, what = (ask, "the best ask") if ask else (bid, "the best bid (no asks)")
-            if price > ref + band:
-                return reject(self.name, f"buy at {_p(price)} is more than {n} above {what} {_p(ref)} "
-                                         f"(limit {_p(ref + band)})")  # fmt: skip
+        if book is not None and book.tick_size:
+            band = k * book.tick_size
+        elif info is not None and info.tick_size:
+            band = k * info.tick_size
         else:
-            ref, what = (bid, "the best bid") if bid else (ask, "the best ask (no bids)")
+            band = k * DEFAULT_TICK
+        price = intent.price
+        if intent.side == "BUY":
+            ref = ask or bid
+            if price > ref + band:
+                what = "the best ask" if ask else "the best bid (no asks)"
+                return reject(self.name, f"buy at {_p(price)} is more than {_plural(k, 'tick')} above {what} "
+                                         f"{_p(ref)} (limit {_p(ref + band)})")  # fmt: skip
+        else:
+            ref = bid or ask
             if price < ref - band:
-                return reject(self.name, f"sell at {_p(price)} is more than {n} below {what} {_p(ref)} "
-                                         f"(limit {_p(ref - band)})")  # fmt: skip
+                what = "the best bid" if bid else "the best ask (no bids)"
+                return reject(self.name, f"sell at {_p(price)} is more than {_plural(k, 'tick')} below {what} "
+                                         f"{_p(ref)} (limit {_p(ref - band)})")  # fmt: skip
         return APPROVE
 
 
@@ -331,6 +345,14 @@ class SelfTrade:
 
     def check(self, intent: OrderIntent, ctx: RiskContext) -> Decision:
         asset = intent.asset_id
+        _b, info, _m = ctx.facts(asset)
+        other = None
+        if info is not None and len(info.asset_ids) == 2:
+            a0, a1 = info.asset_ids
+            other = a1 if asset == a0 else a0
+        resting = ctx.orders.has_open
+        if not resting(asset) and (other is None or not resting(other)):
+            return APPROVE  # nothing of ours rests on either token
         strategy = intent.strategy or ctx.strategy
         p = intent.price
         buy = intent.side == "BUY"
@@ -342,7 +364,6 @@ class SelfTrade:
                 return reject(self.name, f"{intent.side.lower()} at {_p(p)} would trade with own resting "
                                          f"{o.intent.side.lower()} {o.client_id} at {_p(q)} "
                                          f"(strategy {o.strategy!r}) on {_short(asset)}")  # fmt: skip
-        other = ctx.catalog.complement(asset)
         if other:
             mirror = SCALE - p
             for o in self._resting(ctx, other, strategy):
@@ -473,24 +494,34 @@ class RateLimit:
             self._charged.clear()
         elif cid and cid in self._charged:
             return APPROVE  # a plan leg re-checked after a resize: already charged
-        market = _market_of(ctx.kernel, intent.asset_id, intent.market)
+        market = intent.market or ctx.facts(intent.asset_id)[2]
         mb, gb, cb = self._market_b, self._global_b, self._cancel_b
-        if cb.rate and market in self.cancels:
-            st = cb.level(self.cancels[market], now)
-            if st[0] < _TOKEN:
-                return reject(self.name, f"cancel/replace throttle: market {_short(market)} is cancelling faster "
-                                         f"than {from_units(cb.rate)} cancels/s (burst {from_units(cb.cap // 1000)}); "
-                                         f"new orders there wait {_secs(cb.wait_ns(st))}")  # fmt: skip
+        if cb.rate:
+            st = self.cancels.get(market)
+            if st is not None:
+                if now > st[1]:
+                    cb.level(st, now)
+                if st[0] < _TOKEN:
+                    return reject(self.name, f"cancel/replace throttle: market {_short(market)} is cancelling faster "
+                                             f"than {from_units(cb.rate)} cancels/s (burst {from_units(cb.cap // 1000)}); "
+                                             f"new orders there wait {_secs(cb.wait_ns(st))}")  # fmt: skip
         ms = gs = None
         if mb.rate:
-            ms = mb.level(self.markets.get(market), now)
-            self.markets[market] = ms
+            ms = self.markets.get(market)
+            if ms is None:
+                ms = self.markets[market] = [mb.cap, now]
+            elif now > ms[1]:
+                mb.level(ms, now)
             if ms[0] < _TOKEN:
                 return reject(self.name, f"rate limit: market {_short(market)} allows {from_units(mb.rate)} "
                                          f"new orders/s (burst {from_units(mb.cap // 1000)}); next in "
                                          f"{_secs(mb.wait_ns(ms))}")  # fmt: skip
         if gb.rate:
-            gs = self.glob = gb.level(self.glob, now)
+            gs = self.glob
+            if gs is None:
+                gs = self.glob = [gb.cap, now]
+            elif now > gs[1]:
+                gb.level(gs, now)
             if gs[0] < _TOKEN:
                 return reject(self.name, f"rate limit: the account allows {from_units(gb.rate)} new orders/s "
                                          f"(burst {from_units(gb.cap // 1000)}); next in "
