@@ -77,7 +77,7 @@ from .execution.orders import EVENT_STATE, OrderStore
 from .portfolio import Portfolio
 from .risk import LOT, Decision, Exposure, RiskChain, RiskContext, TradingStateValidator, reject, worst_case
 from .risk.chain import LossBook, intent_loss
-from .strategy import Context, Strategy, convert_params
+from .strategy import Context, Strategy, convert_params, params_table
 from .units import SCALE, from_units
 
 STATE_VERSION = 1
@@ -762,7 +762,7 @@ class Kernel:
         if s is None:
             self.drop_input("control", "unknown_strategy", ev.strategy)
             return
-        merged = msgspec.structs.asdict(s.params) | ev.params
+        merged = params_table(s.params) | ev.params  # Units as decimals, not as whole units
         try:
             new = convert_params(type(s.params), merged)
         except msgspec.ValidationError as exc:

@@ -227,6 +227,23 @@ def _dec_hook(typ: type, obj: Any) -> Any:
     raise TypeError(f"unsupported param type {typ!r}")
 
 
+def params_table(params: StrategyParams) -> dict[str, Any]:
+    """The params as a TOML-like table that :func:`convert_params` turns back into equal params
+    (a ``Units`` value as its decimal string: an int in a table means whole units)."""
+    from .units import from_units
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, Units):
+            return from_units(int(v))
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    return {k: plain(v) for k, v in msgspec.structs.asdict(params).items()}
+
+
 def convert_params(cls: type[StrategyParams], table: dict[str, Any]) -> StrategyParams:
     """Typed params from a TOML table (raises msgspec.ValidationError naming the key)."""
     return msgspec.convert(table, cls, dec_hook=_dec_hook, strict=False)

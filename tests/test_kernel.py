@@ -25,7 +25,7 @@ from polybot.execution import Executor
 from polybot.journal import ENGINE_EVENT, INPUT, JournalReader, JournalWriter
 from polybot.kernel import Kernel
 from polybot.risk import PassThrough, RiskChain, TradingStateValidator, reject, resize
-from polybot.strategy import Strategy, StrategyParams
+from polybot.strategy import Strategy, StrategyParams, Units
 
 A, B = "asset-a", "asset-b"
 
@@ -369,3 +369,26 @@ def test_state_round_trip_is_exact():
 def test_restore_refuses_another_version():
     with pytest.raises(ValueError):
         Kernel().restore({"version": 999})
+
+
+def test_set_params_keeps_the_units_params_it_does_not_change():
+    """A run-time change of one param leaves the others as they were: a ``Units`` param (0.45
+    -> 450_000) is not re-read as whole units (450_000 pUSD) when the params are merged."""
+
+    k = Kernel()
+
+    class S(Strategy):
+        name = "s"
+
+        class Params(StrategyParams):
+            price: Units = Units(450_000)
+            sizes: list[Units] = []
+            n: int = 1
+
+    k.add_strategy(S, "s", {"price": "0.45", "sizes": ["1.5", 2]})
+    k.start()
+    k.process(1, "control", b'{"type":"set_params","strategy":"s","params":{"n":5}}')
+    p = k.strategies["s"].params
+    assert (p.price, p.sizes, p.n) == (450_000, [1_500_000, 2_000_000], 5)
+    k.process(2, "control", b'{"type":"set_params","strategy":"s","params":{"price":"0.5"}}')
+    assert k.strategies["s"].params.price == 500_000 and k.strategies["s"].params.n == 5
