@@ -179,8 +179,13 @@ def cmd_strategies(a: argparse.Namespace) -> int:
             continue
         params = {}
         for f in msgspec.structs.fields(cls.Params):
-            default = f.default if f.default is not msgspec.NODEFAULT else None
-            params[f.name] = {"type": getattr(f.type, "__name__", str(f.type)),
+            if f.default is not msgspec.NODEFAULT:
+                default = f.default
+            elif f.default_factory is not msgspec.NODEFAULT:
+                default = f.default_factory()  # a list or dict param: its empty (or given) default
+            else:
+                default = None
+            params[f.name] = {"type": _fmt_type(f.type),
                               "default": _fmt_default(f.type, default), "required": f.required}  # fmt: skip
         out[name] = {"class": ref, "doc": (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else "", "params": params}
     if a.json:
@@ -194,6 +199,13 @@ def cmd_strategies(a: argparse.Namespace) -> int:
             req = "required" if p["required"] else f"default {p['default']!r}"
             sys.stdout.write(f"    {pn}: {p['type']}  ({req})\n")
     return 0
+
+
+def _fmt_type(typ: Any) -> str:
+    """A param's type as written in Python: ``Units``, ``list[str]``, ``Literal['mid', 'micro']``."""
+    if isinstance(typ, type) and not getattr(typ, "__args__", None):
+        return typ.__name__
+    return str(typ).replace("typing.", "").replace("polybot.strategy.", "")
 
 
 def _fmt_default(typ: Any, v: Any) -> Any:

@@ -21,6 +21,8 @@ from polybot.strategy import Strategy, StrategyParams, Units
 
 
 class BuyBelow(Strategy):
+    """Example: buy a dip below max_price, take profit at or above take_profit (not for money)."""
+
     name = "example_buy_below"
 
     class Params(StrategyParams):
