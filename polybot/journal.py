@@ -74,7 +74,7 @@ class JournalWriter:
         self.fsync_policy = fsync
         self.gz = self.path.suffix == ".gz"
         self._raw: BinaryIO = open(self.path, "ab" if append else "wb")  # noqa: SIM115
-        self._f: BinaryIO = gzip.GzipFile(fileobj=self._raw, mode="ab", mtime=0) if self.gz else self._raw  # type: ignore[assignment]
+        self._f: BinaryIO = gzip.GzipFile(filename="", fileobj=self._raw, mode="ab", mtime=0) if self.gz else self._raw  # type: ignore[assignment]
         self._buf: list[bytes] = []
         self._buf_bytes = 0
         self._buffer_size = buffer_size
@@ -186,7 +186,7 @@ class RotatingJournalWriter(JournalWriter):
         self.part += 1
         self.path = self._part_path()
         self._raw = open(self.path, "wb")  # noqa: SIM115
-        self._f = gzip.GzipFile(fileobj=self._raw, mode="ab", mtime=0) if self.gz else self._raw  # type: ignore[assignment]
+        self._f = gzip.GzipFile(filename="", fileobj=self._raw, mode="ab", mtime=0) if self.gz else self._raw  # type: ignore[assignment]
         self._part_bytes = 0
         self.parts.append(self.path)
         logger.info("recording continues in {}", self.path)
