@@ -191,6 +191,9 @@ class Kernel:
         self.portfolio = Portfolio(catalog=self.catalog, mark=mark)
         self.orders = OrderStore()
         self.exposure = Exposure()
+        # cancels emitted whose CancelSubmitted is not yet dispatched (a second cancel of the
+        # same order in one handler must not send a second request)
+        self._cancel_sent: set[str] = set()
         self.losses = LossBook(self)  # worst-case loss per market, kept current for the caps
         self.exposure.on_change = self.losses.exposure_changed
         self.trading_state = "active"
@@ -474,11 +477,12 @@ class Kernel:
 
     def cancel(self, strategy: str | None, client_id: str, reason: str = "") -> bool:
         o = self.orders.get(client_id)
-        if o is None or not o.is_open or o.state == "cancel_pending":
-            return False
+        if o is None or not o.is_open or o.state == "cancel_pending" or client_id in self._cancel_sent:
+            return False  # (a cancel already on its way: its CancelSubmitted is still queued)
         if strategy is not None and o.strategy != strategy:
             return False
         now = self.clock.now()
+        self._cancel_sent.add(client_id)
         self.emit(CancelSubmitted(ts=now, client_id=client_id, strategy=o.strategy, asset_id=o.asset_id, reason=reason))
         if self.journal is not None:
             self.journal.sync()
@@ -690,6 +694,8 @@ class Kernel:
                 self.emit(pf.pnl(strat, marks, ts=ev.ts))
 
     def _on_order_event(self, ev: OrderEvent) -> None:
+        if ev.__class__ is CancelSubmitted:
+            self._cancel_sent.discard(ev.client_id)
         o, err = self.orders.apply(ev)
         if err is not None:
             self.stats.illegal_transitions += 1

@@ -392,3 +392,34 @@ def test_set_params_keeps_the_units_params_it_does_not_change():
     assert (p.price, p.sizes, p.n) == (450_000, [1_500_000, 2_000_000], 5)
     k.process(2, "control", b'{"type":"set_params","strategy":"s","params":{"price":"0.5"}}')
     assert k.strategies["s"].params.price == 500_000 and k.strategies["s"].params.n == 5
+
+
+def test_two_cancels_of_one_order_in_one_handler_send_one_request():
+    """The CancelSubmitted of the first cancel is still queued when a handler cancels again:
+    the second call sends nothing (no duplicate venue request, no second cancel token)."""
+    from polybot.events import CancelSubmitted
+
+    ex = SpyExecutor()
+    k = Kernel(executor=ex)
+    out: list[bool] = []
+
+    class S(Strategy):
+        name = "s"
+
+        def on_start(self) -> None:
+            self.ctx.subscribe(BookSnapshot, self.on_book)
+
+        def on_book(self, ev: BookSnapshot) -> None:
+            if not self.ctx.open_orders():
+                self.ctx.submit(intent())
+            else:
+                cid = self.ctx.open_orders()[0].client_id
+                out.extend([self.ctx.cancel(cid), self.ctx.cancel(cid)])
+
+    k.add_strategy(S, "s", {})
+    k.start()
+    seen = Recorder(k, CancelSubmitted)
+    k.process(1, "events", snap())
+    k.process(2, "events", snap())
+    assert out == [True, False]
+    assert len(seen.events) == 1 and len(ex.cancels) == 1
