@@ -82,18 +82,28 @@ class Bus:
             raise TypeError(f"{event_type.__name__} has no asset_id: it cannot be routed by key")
         self._seq += 1
         self._subs.append(_Sub(event_type, handler, key, self._seq, priority))
-        self._table.clear()
+        self._invalidate((event_type,))
 
     def unsubscribe(self, handler: Handler, event_type: type[Event] | None = None, key: Any = _ANY) -> None:
         """Remove ``handler``'s subscriptions (to ``event_type`` only, if given; with ``key``
         only, if given: ``None`` for the unkeyed one)."""
-        self._subs = [
-            s
-            for s in self._subs
-            if not (s.handler == handler and (event_type is None or s.cls is event_type)
-                    and (key is _ANY or s.key == key))  # fmt: skip
-        ]
-        self._table.clear()
+        keep: list[_Sub] = []
+        gone: set[type] = set()
+        for s in self._subs:
+            if s.handler == handler and (event_type is None or s.cls is event_type) and (key is _ANY or s.key == key):
+                gone.add(s.cls)
+            else:
+                keep.append(s)
+        if gone:
+            self._subs = keep
+            self._invalidate(gone)
+
+    def _invalidate(self, types: Any) -> None:
+        """Forget the routing of the event classes a subscription to ``types`` touches (the
+        others keep theirs: a paper executor subscribing per order rebuilds only its own)."""
+        table = self._table
+        for cls in [c for c in table if issubclass(c, tuple(types))]:
+            del table[cls]
 
     def _build(self, cls: type) -> Any:
         matching = sorted((s for s in self._subs if issubclass(cls, s.cls)), key=lambda s: (s.priority, s.seq))

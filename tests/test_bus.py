@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from polybot.bus import Bus, handler_name
 from polybot.events import (
     BookDelta,
+    BookSnapshot,
     Event,
     FeedStale,
     Halt,
@@ -511,3 +512,34 @@ def test_random_publish_from_handler_matches_fifo_model(prog: dict[str, Any]) ->
     assert log == reference_run(prog)
     assert depth[1] <= 1
     assert bus.handler_errors == 0
+
+
+@settings(max_examples=150, deadline=None)
+@given(ops=st.lists(st.tuples(st.sampled_from(["sub", "unsub", "pub"]), st.integers(0, 3),
+                              st.sampled_from([BookDelta, BookSnapshot, TradePrint, Event]),
+                              st.sampled_from([None, "a", "b"])), max_size=40))
+def test_routing_cache_matches_the_subscriptions(ops: list) -> None:
+    """Whatever the order of subscribes, unsubscribes and publishes (the cache is dropped only
+    for the classes a change touches), every event reaches exactly the handlers a fresh bus
+    with the same subscriptions would call, in the same order."""
+    bus = Bus()
+    got: list = []
+    handlers = [lambda ev, i=i: got.append((i, type(ev).__name__)) for i in range(4)]
+    subs: list = []  # reference: (handler index, class, key) in subscription order
+    for op, i, cls, key in ops:
+        if op == "sub":
+            if key is not None and cls is Event:
+                continue
+            bus.subscribe(cls, handlers[i], key=key)
+            subs.append((i, cls, key))
+        elif op == "unsub":
+            bus.unsubscribe(handlers[i], cls)
+            subs = [s for s in subs if not (s[0] == i and s[1] is cls)]
+        else:
+            ev_cls = BookSnapshot if cls is Event else cls
+            ev = ev_cls(asset_id=key or "z", **({"side": "BID", "price": 1, "size": 1} if ev_cls is BookDelta else
+                                                 {"price": 1, "size": 1} if ev_cls is TradePrint else {}))
+            got.clear()
+            bus.publish(ev)
+            expect = [(i_, ev_cls.__name__) for i_, c, k in subs if isinstance(ev, c) and (k is None or k == ev.asset_id)]
+            assert got == expect
