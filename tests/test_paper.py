@@ -508,3 +508,17 @@ def test_random_sessions_keep_the_books_of_account_consistent(latency: int, step
         r.feed(MarketResolved(market=M, asset_ids=(YES, NO), winning_asset_id=YES))
         assert not r.ex.resting and not r.ex.shares and not r.ex.reserved
         assert r.ex.cash == r.k.portfolio.cash
+
+
+def test_a_crossed_book_is_bad_data_not_liquidity(rig: Rig) -> None:
+    """An ask that lands below the best bid (a missed update: the kernel marks the book
+    unhealthy) does not fill a resting bid; once a snapshot resyncs the book, real crossing
+    liquidity does."""
+    rig.books([(0.47, 100)], [(0.50, 100)])
+    cid = rig.order("BUY", 0.48, 10)
+    rig.feed(BookDelta(asset_id=YES, market=M, side="ASK", price=p(0.45), size=p(10)))
+    assert not rig.k.books.get(YES).healthy
+    assert rig.fills(cid) == []
+    rig.books([(0.47, 100)], [(0.48, 4), (0.50, 100)])  # the resync: 4 offered at our price
+    assert rig.k.books.get(YES).healthy
+    assert rig.fills(cid) == [(p(0.48), p(4), "maker")]

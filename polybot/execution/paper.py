@@ -630,8 +630,8 @@ class PaperExecutor(Executor):
             return
         orders.sort(key=(lambda r: (-r.price, r.seq)) if side == "BUY" else (lambda r: (r.price, r.seq)))
         book = self._book(asset_id)
-        if book is None:
-            return
+        if book is None or not book.healthy:
+            return  # a crossed or gapped book is bad data, not liquidity: no fills until it resyncs
         for r in orders:
             if r.remaining <= 0:
                 continue
