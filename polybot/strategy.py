@@ -45,7 +45,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .catalog import Catalog
     from .kernel import Kernel
     from .execution.orders import Order
-    from .portfolio import Portfolio
+    from .portfolio import Portfolio, Position
     from .risk import Decision
 
 ENTRY_POINT_GROUP = "polybot.strategies"
@@ -113,6 +113,11 @@ class Context:
     def position(self, asset_id: str) -> int:
         """Shares this strategy holds of ``asset_id``."""
         return self._k.portfolio.size(asset_id, self._s.id)
+
+    def holding(self, asset_id: str) -> Position | None:
+        """This strategy's position in ``asset_id`` (size, cost basis, ``avg_price``, realized
+        PnL, fees, rebates), or None if it never traded it. Read only."""
+        return self._k.portfolio.by_strategy.get((self._s.id, asset_id))
 
     def submit(self, intent: OrderIntent | OrderPlan) -> Decision:
         return self._k.submit(self._s.id, intent)
