@@ -12,6 +12,9 @@ Measured here:
 * journal write rate (lines/s, MB/s) and read rate (lines/s) of a generated journal;
 * kernel replay of a synthetic binary-market stream (decode -> bus -> book -> strategy -> risk),
   inputs/s and per-input latency percentiles;
+* what each shipped strategy adds per input: its recording replayed with its config (paper
+  executor, risk chain) with and without the strategy (best of several runs), and its fills and
+  net PnL there (needs the checkout's config/ and recordings/; skipped when run elsewhere);
 * replay memory: peak traced allocation while streaming a 10x longer file (constant memory);
 * ``polybot --help`` wall time; peak RSS of the process.
 """
@@ -190,6 +193,57 @@ def _risk_chain_cost(n: int) -> dict[str, float]:
     }
 
 
+#: (strategy, its config under config/, its recording under recordings/)
+STRATEGY_RUNS = [
+    ("dutch_book", "dutch_book", "dutch-book-yes"),
+    ("pair_cost", "pair_cost", "pair-cost-window"),
+    ("spread_capture", "spread_capture", "spread-capture"),
+    ("market_making", "market_making", "market-making"),
+]
+
+
+def _strategy_costs(reps: int, root: Path | None = None) -> dict[str, Any]:
+    """Per shipped strategy: us per input its replay takes with the strategy minus without it
+    (same config, same recording, paper executor and risk chain in both), and what it did."""
+    from .config import load_config
+    from .journal import INPUT, JournalReader
+    from .wiring import build_executor, build_kernel
+
+    root = root or Path.cwd()
+    out: dict[str, Any] = {}
+    for name, cfg_name, rec in STRATEGY_RUNS:
+        cfg_path, rec_path = root / "config" / f"{cfg_name}.toml", root / "recordings" / f"{rec}.jsonl.gz"
+        if not (cfg_path.exists() and rec_path.exists()):
+            continue
+        cfg = load_config(cfg_path)
+        records = [(ts, s, m) for kind, ts, s, m in JournalReader(rec_path) if kind == INPUT]
+
+        def run(c: Any) -> tuple[float, Any]:
+            k = build_kernel(c, executor=build_executor(c), synthesize_timers=True)
+            k.start()
+            process = k.process
+            gc.disable()
+            try:
+                t0 = time.perf_counter()
+                for ts, s, m in records:
+                    process(ts, s, m)
+                dt = time.perf_counter() - t0
+            finally:
+                gc.enable()
+            return dt, k
+
+        bare = msgspec.structs.replace(cfg, strategies={})
+        with_s = min(run(cfg)[0] for _ in range(reps))
+        without = min(run(bare)[0] for _ in range(reps))
+        _dt, k = run(cfg)
+        pf = k.portfolio
+        out[f"strat_{name}_us_per_input"] = max(0.0, (with_s - without) / len(records) * 1e6)
+        out[f"strat_{name}_inputs"] = len(records)
+        out[f"strat_{name}_fills"] = k.stats.fills
+        out[f"strat_{name}_net_pnl"] = pf.pnl("", pf.marks(k.books)).net / 1e6
+    return out
+
+
 def _read_peak_mb(path: Path) -> float:
     from .journal import JournalReader
 
@@ -260,6 +314,7 @@ def collect(quick: bool = False) -> dict[str, Any]:
         figs["replay_read_peak_mb_small"] = _read_peak_mb(small)
         figs["replay_read_peak_mb_10x"] = _read_peak_mb(big)
     figs.update(_risk_chain_cost(5_000 if quick else 20_000))
+    figs.update(_strategy_costs(2 if quick else 5))
     figs["cli_help_s"] = _help_seconds()
     figs["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     figs["python"] = sys.version.split()[0]
@@ -296,6 +351,11 @@ ROWS = [
     ("risk_submit_p50_us", "  submit() through the whole chain, p50", "us", "{:.2f}"),
     ("risk_chain_p50_us", "  what the chain adds per intent, p50", "us", "{:.2f}"),
     ("risk_chain_p99_us", "  what the chain adds per intent, p99", "us", "{:.2f}"),
+    *[row for name, _c, rec in STRATEGY_RUNS for row in (
+        (f"strat_{name}_us_per_input", f"strategy {name}: adds per input ({rec})", "us", "{:.2f}"),
+        (f"strat_{name}_fills", f"  {name}: fills in that replay", "", "{:,.0f}"),
+        (f"strat_{name}_net_pnl", f"  {name}: net PnL in that replay", "pUSD", "{:,.4f}"),
+    )],
     ("replay_read_peak_mb_small", "replay read, peak traced memory (1x file)", "MB", "{:.2f}"),
     ("replay_read_peak_mb_10x", "replay read, peak traced memory (10x file)", "MB", "{:.2f}"),
     ("cli_help_s", "polybot --help wall time (best of 5)", "s", "{:.3f}"),
@@ -311,7 +371,8 @@ def run_bench(json_out: bool = False, quick: bool = False) -> int:
     w = sys.stdout.write
     w(f"polybot bench (python {figs['python']}, {figs['cpus']} cpus{', quick' if quick else ''})\n")
     for key, label, unit, fmt in ROWS:
-        w(f"  {label:<52} {fmt.format(figs[key]):>14} {unit}\n")
+        if key in figs:  # (the strategy rows need the checkout's config/ and recordings/)
+            w(f"  {label:<52} {fmt.format(figs[key]):>14} {unit}\n")
     if json_out:
         w(msgspec.json.encode({k: (round(v, 3) if isinstance(v, float) else v) for k, v in figs.items()}).decode() + "\n")
     return 0
