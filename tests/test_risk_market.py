@@ -541,9 +541,11 @@ def test_error_breaker_ignores_kills_and_counts_handler_and_state_errors():
     k = kernel(b, executor=RecordedExecutor("venue"))
     k.submit("s", it(tif="FOK"))
     k.submit("s", it(tif="FAK"))
+    k.submit("s", it(price=530_000, post_only=True))
     k.process(T0 + 1, "exec.venue", ENCODER.encode([
         rejected("pb-1", "order couldn't be fully filled. FOK orders are fully filled or killed."),
         rejected("pb-2", "no orders found to match with FAK order. FAK orders are partially filled or killed"),
+        rejected("pb-3", "post-only order would cross the book"),  # the book moved onto a maker quote
     ]))  # fmt: skip
     assert not b.tripped and list(b.errors) == []
 

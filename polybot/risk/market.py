@@ -565,8 +565,9 @@ class ErrorBreaker:
     caused by an ``OrderRejected`` is not counted twice).
 
     Rejections whose reason contains one of ``ignore_reasons`` (case-insensitive) are ordinary
-    market outcomes, not errors: by default a FOK that could not be filled and a FAK that found
-    nothing to match.
+    market outcomes, not errors: by default a FOK that could not be filled, a FAK that found
+    nothing to match, and a post-only order refused because the book moved onto it (a maker's
+    everyday outcome; the venue's exact wording is unverified, so "post-only" and "post only").
 
     Tripping calls ``kernel.halt("error breaker: ...")`` once (a journaled ``trading_state``
     event); while tripped every intent is rejected. Resuming trading (the kernel back to
@@ -578,7 +579,7 @@ class ErrorBreaker:
     name: str = "error_breaker"
     max_errors: int = 10
     window_s: Any = 60.0
-    ignore_reasons: Any = ("couldn't be fully filled", "no orders found to match")
+    ignore_reasons: Any = ("couldn't be fully filled", "no orders found to match", "post-only", "post only")
     _window_ns: int = attrs.field(init=False, default=0, repr=False)
     _ignore: tuple[str, ...] = attrs.field(init=False, default=(), repr=False)
     errors: deque[int] = attrs.field(init=False, factory=deque, repr=False)
