@@ -259,6 +259,7 @@ class LossBook:
         self.by_scope: dict[str, dict[str, int]] = {}  # scope -> active market -> worst-case loss
         self.sums: dict[str, int] = {}
         self.dirty: dict[str, set[str]] = {}  # scope -> markets whose vector is stale
+        self._loc: dict[str, tuple[str, tuple[str, ...], int]] = {}  # asset -> (market, outcomes, index)
 
     def touch(self, strategy: str, asset_id: str) -> None:
         """A position of ``strategy`` in ``asset_id`` changed: recompute its market when read."""
@@ -267,14 +268,21 @@ class LossBook:
         if strategy:
             self.dirty.setdefault(strategy, set()).add(m)
 
+    def _locate(self, asset_id: str) -> tuple[str, tuple[str, ...], int]:
+        """(market, its outcome tokens, the asset's index among them), cached until a reset."""
+        info = self.kernel.catalog.for_asset(asset_id)
+        if info is not None:
+            loc = (info.market, info.asset_ids, info.asset_ids.index(asset_id))
+        else:
+            loc = (asset_id, (asset_id,), 0)  # an unknown asset is a market of its own
+        self._loc[asset_id] = loc
+        return loc
+
     def exposure_changed(self, strategy: str, asset_id: str, side: str, delta: int) -> None:
         """An open order's worst-case loss on ``asset_id`` moved by ``delta`` (the hook of
         :class:`Exposure`, called after its totals changed)."""
-        info = self.kernel.catalog.for_asset(asset_id)
-        if info is not None:
-            m, assets = info.market, info.asset_ids
-        else:
-            m, assets = asset_id, (asset_id,)
+        loc = self._loc.get(asset_id)
+        m, assets, i = loc if loc is not None else self._locate(asset_id)
         for scope in ("", strategy) if strategy else ("",):
             d = self.dirty.get(scope)
             if d and m in d:
@@ -286,7 +294,6 @@ class LossBook:
                     d = self.dirty[scope] = set()
                 d.add(m)
                 continue
-            i = assets.index(asset_id)
             if side != "BUY":
                 vec[i] += delta
             elif len(vec) == 2:
@@ -356,6 +363,7 @@ class LossBook:
     def reset(self) -> None:
         """Recompute everything (the catalog changed: assets may have joined a market)."""
         k = self.kernel
+        self._loc.clear()
         self.vecs.clear()
         self.by_scope.clear()
         self.sums.clear()
