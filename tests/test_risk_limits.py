@@ -29,7 +29,7 @@ from polybot.events import (
 from polybot.execution.paper import PaperExecutor
 from polybot.execution.rules import max_buy_cost
 from polybot.kernel import Kernel
-from polybot.risk import LOT, Decision, RiskChain
+from polybot.risk import LOT, Decision, RiskChain, RiskContext
 from polybot.risk.limits import (
     VALIDATORS,
     LossLimits,
@@ -726,3 +726,88 @@ def test_property_caps_hold_after_every_approved_intent(ops: list[tuple[Any, ...
             prop_book(k, t, op[1], op[2])
         check_invariants(k)  # fills, cancels and price moves never raise them either
         check_loss_book(k)
+
+
+# ------------------------------------------------------------------------------ neg-risk groups
+
+NEG = {f"e{j}": MarketInfo(market=f"e{j}", asset_ids=(f"ey{j}", f"en{j}"), outcomes=("Yes", "No"), event_id="ev9",
+                           neg_risk=True, neg_risk_market_id="nr9") for j in range(3)}  # fmt: skip
+
+
+def neg_kernel(per_group: str, paper: bool = False) -> Kernel:
+    k = Kernel(executor=PaperExecutor(cash="1000") if paper else None, risk=RiskChain([NotionalCaps(per_group=per_group)]),
+               verify_books=False)  # fmt: skip
+    k.process(T0, "events", ENCODER.encode(list(NEG.values())))
+    for j, info in enumerate(NEG.values()):
+        yes, no = info.asset_ids
+        k.process(T0 + j + 1, "events", ENCODER.encode([
+            BookSnapshot(asset_id=yes, market=info.market, bids=((p(0.29), p(100)),), asks=((p(0.30), p(100)),)),
+            BookSnapshot(asset_id=no, market=info.market, bids=((p(0.70), p(100)),), asks=((p(0.71), p(100)),)),
+        ]))  # fmt: skip
+    return k
+
+
+def test_a_neg_risk_no_basket_is_capped_as_one_event_not_three_markets() -> None:
+    """NO on each of a neg-risk event's 3 markets at 0.71 x 10: at most one market's YES wins.
+    While a leg is open it may fill alone (a loss of 7.1 if its market's YES wins); once all
+    three are held the basket's worst case is 21.3 paid for at least 20 back (1.3), not the
+    3 x 7.1 summed per market. A group cap of 8 lets the whole basket through."""
+    k = neg_kernel(per_group="8", paper=True)
+    ctx = RiskContext(k, "s")
+    caps = k.risk.validators[0]
+    for j in range(3):
+        d = k.submit("s", OrderIntent(strategy="s", asset_id=f"en{j}", market=f"e{j}", side="BUY", price=p(0.71),
+                                      size=p(10), tif="FOK"))  # fmt: skip
+        assert d.action == "approve", (j, d)
+        assert k.portfolio.size(f"en{j}") == p(10)
+    assert caps.group_loss(ctx, None, {"e0", "e1", "e2"}) == p(1.3)
+    assert sum(k.losses.loss("", m) for m in NEG) == p(21.3)  # what the group cap summed before
+
+
+def test_open_legs_of_a_neg_risk_basket_count_as_legs_that_may_fill_alone() -> None:
+    k = neg_kernel(per_group="8")  # orders rest (the null executor never fills)
+    for j in range(3):
+        d = k.submit("s", OrderIntent(strategy="s", asset_id=f"en{j}", market=f"e{j}", side="BUY", price=p(0.70),
+                                      size=p(10)))  # fmt: skip
+        assert d.action == "approve", (j, d)
+    # any one may fill alone and lose 7 if its market's YES wins; no two can both lose
+    assert k.risk.validators[0].group_loss(RiskContext(k, "s"), None, {"e0", "e1", "e2"}) == p(7)
+
+
+def test_a_neg_risk_yes_basket_still_counts_the_unlisted_outcome() -> None:
+    """YES on each of the 3 markets at 0.30 x 10: the catalog cannot tell whether the event has
+    other outcomes, so "no listed market wins" stays a case and the worst case is all 9 paid."""
+    k = neg_kernel(per_group="8")
+    ds = [k.submit("s", OrderIntent(strategy="s", asset_id=f"ey{j}", market=f"e{j}", side="BUY", price=p(0.30),
+                                    size=p(10))) for j in range(3)]  # fmt: skip
+    assert [d.action for d in ds[:2]] == ["approve", "approve"] and ds[2].action == "resize"
+    assert ds[2].size == p(6.66)  # 3 + 3 + 0.30 x 6.66 = 7.998 <= 8
+
+
+@settings(max_examples=200, deadline=None)
+@given(legs=st.lists(st.tuples(st.integers(0, 2), st.sampled_from(["BUY", "SELL"]), st.booleans(),
+                               st.integers(1, 99), st.integers(1, 30)), min_size=1, max_size=6))
+def test_property_neg_risk_group_loss_is_the_true_worst_case(legs: list[tuple[int, str, bool, int, int]]) -> None:
+    """With any open orders on the event's markets, the joint group loss is at least the loss
+    in every way the event can resolve (market w's YES wins, or none) with every order filled
+    when that hurts, and at most the per-market sum."""
+    k = neg_kernel(per_group="0")
+    for j, side, yes, ticks, n in legs:
+        k.submit("s", OrderIntent(strategy="s", asset_id=f"{'ey' if yes else 'en'}{j}", market=f"e{j}", side=side,
+                                  price=ticks * 10_000, size=n * U))  # fmt: skip
+    orders = k.orders.open_orders()
+    worst = 0
+    for w in [None, 0, 1, 2]:  # the market whose YES wins (None: an unlisted outcome)
+        loss = 0
+        for o in orders:
+            j = int(o.asset_id[2:])
+            wins = (o.asset_id.startswith("ey")) == (w == j)  # this order's token pays 1
+            if o.intent.side == "BUY" and not wins:
+                loss += -(-o.intent.price * o.remaining // U)
+            elif o.intent.side == "SELL" and wins:
+                loss += -(-(U - o.intent.price) * o.remaining // U)
+        worst = max(worst, loss)
+    caps = k.risk.validators[0]
+    group = {m for m in NEG if k.losses.loss("", m)}
+    joint = caps.group_loss(RiskContext(k, "s"), None, group) if len(group) > 1 else sum(k.losses.loss("", m) for m in group)
+    assert worst <= joint <= sum(k.losses.loss("", m) for m in NEG)

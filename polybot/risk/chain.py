@@ -305,7 +305,7 @@ class LossBook:
             # an added order makes the market live; a released one may leave it idle
             self._set(scope, m, vec, assets, delta > 0)
 
-    def _live(self, scope: str, assets: tuple[str, ...]) -> bool:
+    def live(self, scope: str, assets: tuple[str, ...]) -> bool:
         """The scope holds a position or has an open order in the market."""
         pf, ex = self.kernel.portfolio, self.kernel.exposure
         for a in assets:
@@ -318,7 +318,7 @@ class LossBook:
         """Record the market's worst-case loss: max(vec) when the scope is live there and it is
         positive; else the market is not active (counts 0)."""
         new = max(vec)
-        if new <= 0 or not (live or self._live(scope, assets)):
+        if new <= 0 or not (live or self.live(scope, assets)):
             new = 0
         per = self.by_scope.get(scope)
         if per is None:

@@ -222,7 +222,9 @@ class NotionalCaps:
       or one game (``MarketInfo.neg_risk_market_id``, else ``event_id``); ``"underlying"``: the
       first dash-separated token of ``MarketInfo.series``, else of ``slug`` (``btc`` for
       ``btc-updown-15m-...``: BTC's 5m, 15m and 1h series share one cap). A market without a
-      group key (or a catalog entry) is a group of its own;
+      group key (or a catalog entry) is a group of its own. The markets of one neg-risk event
+      are not summed but counted jointly (:meth:`group_loss`: at most one of them resolves YES),
+      so a NO basket across the event is capped at what it can really lose;
     * ``total``: the sum of the worst-case losses of every active market of the scope, with the
       order (:meth:`RiskContext.total_loss`);
     * ``max_open_positions``: the number of assets with a position or an open BUY in scope,
@@ -291,8 +293,64 @@ class NotionalCaps:
                 out.add(m)
         return key, out
 
+    def _neg_risk(self, ctx: RiskContext, group: set[str]) -> bool:
+        """The group is markets of one neg-risk event (at most one of them resolves YES), so its
+        worst case is computed jointly (:meth:`group_loss`) rather than summed."""
+        if self.group_by != "event" or len(group) < 2:
+            return False
+        nr = ""
+        for m in group:
+            info = ctx.catalog.market(m)
+            if info is None or not info.neg_risk or not info.neg_risk_market_id or len(info.asset_ids) != 2:
+                return False
+            if nr and info.neg_risk_market_id != nr:
+                return False
+            nr = info.neg_risk_market_id
+        return True
+
+    def group_loss(self, ctx: RiskContext, scope: str | None, group: set[str],
+                   order: tuple[str, int, str, int] | None = None) -> int:  # fmt: skip
+        """The group's worst-case loss (0 when every outcome gains), with ``order`` = (market,
+        outcome index, side, its worst-case loss) added. Summed per market, except for the
+        markets of one neg-risk event (:meth:`_neg_risk`): there at most one market resolves
+        YES, so the loss is the worst of "market w's YES wins, every other NO wins" for each w
+        and "no listed market wins" (an unlisted or unknown outcome), each the sum of the
+        markets' losses in that case. A market where the scope holds nothing and has no open
+        order counts 0, as in the per-market figures."""
+        book = ctx.kernel.losses
+        key = scope or ""
+        if not self._neg_risk(ctx, group):
+            total = sum(book.loss(key, m) for m in group)
+            if order is not None:
+                m, i, side, lo = order
+                total += book.with_order(key, m, i, side, lo)[1] - book.loss(key, m)
+            return total
+        rows = []
+        for m in sorted(group):
+            info = ctx.catalog.market(m)
+            assert info is not None
+            mine = order is not None and order[0] == m
+            if mine or book.live(key, info.asset_ids):
+                v = book.vector(key, m)
+                y, n = v[0], v[1]  # the loss if this market's YES wins, if its NO wins
+            else:
+                y = n = 0
+            if mine:
+                assert order is not None
+                _m, i, side, lo = order
+                if (side == "BUY") == (i == 1):  # a BUY of NO or a SELL of YES loses when YES wins
+                    y += lo
+                else:
+                    n += lo
+            rows.append((y, n))
+        all_no = sum(n for _y, n in rows)
+        worst = all_no  # no listed market wins
+        for y, n in rows:
+            worst = max(worst, all_no - n + y)
+        return worst if worst > 0 else 0
+
     def _fits(self, intent: OrderIntent, ctx: RiskContext, scope: str | None, market: str, full: int,
-              w_market: int, f_market: int, book: Any) -> bool:  # fmt: skip
+              w_market: int, f_market: int, book: Any, i: int = 0) -> bool:  # fmt: skip
         """Every configured cap holds with the order at its full size (no resize needed)."""
         key = scope or ""
         side = intent.side
@@ -328,8 +386,8 @@ class NotionalCaps:
                 return False
             if per_group and f_total > per_group:  # a group's loss is at most the total's
                 _key, group = self.group_markets(market, ctx, scope)
-                w_group = sum(book.loss(key, m) for m in group)
-                if w_group - w_market + f_market > max(per_group, w_group):
+                w_group = self.group_loss(ctx, scope, group)
+                if self.group_loss(ctx, scope, group, (market, i, side, full)) > max(per_group, w_group):
                     return False
         return True
 
@@ -345,10 +403,11 @@ class NotionalCaps:
             fees, assets, market = None, (asset,), asset
         full = intent_loss(side, price, intent.size, fees)
         book = ctx.kernel.losses  # the current worst cases, kept by the kernel (O(1) to read)
-        w_market, f_market = book.with_order(scope or "", market, assets.index(asset), side, full)
+        w_market, f_market = book.with_order(scope or "", market, assets.index(asset), side, full)  # fmt: skip
         if f_market <= w_market:
             return APPROVE  # the order does not make the worst case worse
-        if self._fits(intent, ctx, scope, market, full, w_market, f_market, book):
+        i = assets.index(asset)
+        if self._fits(intent, ctx, scope, market, full, w_market, f_market, book, i):
             return APPROVE  # the common case, decided without building any resize
         where = _scope_label(scope)
 
@@ -405,11 +464,11 @@ class NotionalCaps:
 
         if self._per_group:
             key, group = self.group_markets(market, ctx, scope)
-            w_group = ctx.total_loss(scope, markets=group)
-            f_group = w_group - w_market + f_market  # the order changes only its own market
+            w_group = self.group_loss(ctx, scope, group)
+            f_group = self.group_loss(ctx, scope, group, (market, i, side, full))
             label = f"group {key!r} ({len(group)} markets)" if key else f"market {_short(market)} (no group)"
             loss_bound(self._per_group, w_group, f_group, label,
-                       lambda it, lo: ctx.total_loss(scope, it, lo if side == "BUY" else None, markets=group))  # fmt: skip
+                       lambda it, lo: self.group_loss(ctx, scope, group, (market, i, side, lo)))  # fmt: skip
 
         if self._total:
             w_total = book.total(scope or "")
