@@ -234,6 +234,9 @@ class OrderPlan(Event, frozen=True, kw_only=True, tag="plan"):
     plan_id: str
     legs: tuple[OrderIntent, ...]
     note: str = ""
+    # False: a resize by the risk chain rejects the plan instead (e.g. legs whose signed amounts
+    # are exact only at the planned share count)
+    resizable: bool = True
 
 
 class CancelRequest(Event, frozen=True, kw_only=True, tag="cancel_request"):

@@ -424,6 +424,8 @@ class Kernel:
                 decision, final = reject("kernel", bad), legs
             else:
                 decision, final = self.risk.check_plan(legs, RiskContext(self, strategy))
+                if decision.action == "resize" and not intent.resizable:
+                    decision = reject(decision.validator, f"{decision.reason}; the plan is not resizable")
             return self._decided(strategy, decision, final, legs, plan_id)
         intent = msgspec.structs.replace(intent, ts=now, strategy=strategy, client_id=self._next_client_id())
         self.stats.intents += 1

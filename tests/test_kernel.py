@@ -219,6 +219,10 @@ def test_plan_resize_applies_one_size_to_every_leg():
     d = k.submit("s", OrderPlan(strategy="s", plan_id="p", legs=(intent(A), intent(B))))
     assert d.action == "resize"
     assert sorted(o.intent.size for o in k.orders.open_orders()) == [4_000_000, 4_000_000]
+    # a plan that is exact only at its planned size asks for a rejection instead
+    d = k.submit("s", OrderPlan(strategy="s", plan_id="q", legs=(intent(A), intent(B)), resizable=False))
+    assert d.action == "reject" and d.validator == "cap" and d.reason.endswith("the plan is not resizable")
+    assert len(k.orders.open_orders()) == 2
 
 
 def test_submit_refuses_nonsense_sizes():
