@@ -141,12 +141,12 @@ def replay(
                 sys.stderr.write(f"\rreplay{pct}  {reader.stats.lines:,} lines  {kernel.stats.events / (now - t0):,.0f} events/s ")
                 sys.stderr.flush()
     kernel.settle_books()
+    kernel.stop()  # the strategies' on_stop (a cancel there is an engine event of the session's end)
     if faithful:
         compare()
     wall = time.perf_counter() - t0
     if progress and wall > 2.0:
         sys.stderr.write("\n")
-    kernel.stop()
     if writer is not None:
         writer.close()
     summary = summarize(kernel, counts, wall, str(path), mode)

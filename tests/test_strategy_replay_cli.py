@@ -189,3 +189,21 @@ def test_strategies_lists_params_and_defaults():
     info = json.loads(r.stdout)["example_buy_below"]
     assert info["params"]["max_price"]["default"] == "0.45"
     assert "max_price" in cli("strategies").stdout
+
+
+def test_cancels_a_strategy_sends_on_stop_replay_faithfully(tmp_path):
+    """Spread capture cancels its quotes in on_stop: those cancels are the session's last engine
+    events, and a faithful replay of the session's journal reproduces them (no divergence)."""
+    from pathlib import Path
+
+    from polybot.config import load_config
+    from polybot.replay import replay
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = load_config(root / "config" / "spread_capture.toml")
+    out = tmp_path / "sc.jsonl"
+    a = replay(root / "recordings" / "spread-capture.jsonl.gz", cfg, out=out)
+    assert b'"cancel_submitted"' in out.read_bytes().splitlines()[-1]  # the on_stop cancel is last
+    b = replay(out, cfg, mode="faithful")
+    assert b["divergences"] == 0, b["divergence_examples"]
+    assert b["fills"] == a["fills"]
