@@ -415,10 +415,10 @@ def test_rate_limit_charges_a_plan_leg_once_across_resize_rounds():
     r = rate(per_market_per_s=1, burst_market=2)
     k = kernel(r)
     ctx = RiskContext(k, "s")
-    leg = it(client_id="pb-77")
+    leg = it(client_id="pb-77", plan_id="plan-1")
     assert r.check(leg, ctx).approved and r.check(leg, ctx).approved and r.check(leg, ctx).approved
-    assert r.check(it(client_id="pb-78"), ctx).approved
-    assert not r.check(it(client_id="pb-79"), ctx).approved
+    assert r.check(it(client_id="pb-78", plan_id="plan-1"), ctx).approved
+    assert not r.check(it(client_id="pb-79", plan_id="plan-1"), ctx).approved
 
 
 def test_cancel_throttle_counts_real_cancels_and_never_blocks_them():

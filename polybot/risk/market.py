@@ -488,12 +488,13 @@ class RateLimit:
 
     def check(self, intent: OrderIntent, ctx: RiskContext) -> Decision:
         now = ctx.now
-        cid = intent.client_id
-        if now != self._charged_ts:
-            self._charged_ts = now
-            self._charged.clear()
-        elif cid and cid in self._charged:
-            return APPROVE  # a plan leg re-checked after a resize: already charged
+        cid = intent.client_id if intent.plan_id else ""  # only a plan's legs are checked again
+        if cid:
+            if now != self._charged_ts:
+                self._charged_ts = now
+                self._charged.clear()
+            elif cid in self._charged:
+                return APPROVE  # a plan leg re-checked after a resize: already charged
         market = intent.market or ctx.facts(intent.asset_id)[2]
         mb, gb, cb = self._market_b, self._global_b, self._cancel_b
         if cb.rate:
