@@ -84,10 +84,13 @@ counted in :attr:`DutchBook.stats` (``partials``, ``completed``, ``unwound``, ``
 baskets in flight, the cool-downs and the recent history, so a restart continues where it
 stopped.
 
-**Cost per book event.** Subscriptions are keyed by the tokens of eligible events; a book
-change updates that token's cached best ask and its event's sum of best asks in O(1), and only
-when that sum (a lower bound of the basket's price per share) is below the threshold is the
-event priced in full.
+**Cost per book event.** Subscriptions are keyed by the tokens of eligible events. A delta that
+is not the last of its frame for that book (``BookDelta.run_end``: the state before it is not the
+book yet, nor hash-checked) waits for that last one; a frame that changed no ask within
+``max_slippage`` of the best ask (bids, asks further out) cannot change a basket and costs a
+set lookup. Otherwise the token's cached best ask and its event's sum of best asks are updated
+in O(1), and only when that sum (a lower bound of the basket's price per share) is below the
+threshold is the event priced in full.
 """
 
 from __future__ import annotations
@@ -432,6 +435,7 @@ class DutchBook(Strategy):
         self._thr: dict[str, tuple[int, int]] = {}  # event -> prefilter thresholds (YES, NO)
         self._subscribed: set[str] = set()
         self._stale: dict[str, int] = {}  # asset -> ts of a FeedStale naming it
+        self._dirty: set[str] = set()  # assets whose asks changed in the frame being applied
         self._refused: set[tuple[str, str]] = set()  # (event, reason) logged once
         self._pricing = self._make_pricing()
 
@@ -566,6 +570,16 @@ class DutchBook(Strategy):
         eid, side = ent
         b = self.ctx.books.get(a)
         new = b.best_ask if b is not None else 0
+        if ev.__class__ is BookDelta:
+            # only the asks within the walked window feed the basket: a bid, or an ask beyond
+            # max_slippage of the best, changes nothing to price
+            if ev.side == "ASK" and (not new or ev.price <= new + self._pricing.max_slippage):  # type: ignore[union-attr]
+                self._dirty.add(a)
+            if not ev.run_end:  # type: ignore[union-attr]
+                return  # the middle of one frame's changes to this book: not the book yet
+            if a not in self._dirty:
+                return
+        self._dirty.discard(a)
         s = self._sums[eid][side]
         old = self._ask[a]
         if new != old:

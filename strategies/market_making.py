@@ -48,7 +48,8 @@ size changes, replacements wait for the venue's cancel confirmation, and re-quot
 limited per market by ``min_replace_s``.
 
 **Pulling.** Both quotes are cancelled (and nothing is placed) while either token's book is
-unhealthy (hash or best bid/ask mismatch, crossed, reconnect, tick size change), after a
+unhealthy (hash or best bid/ask mismatch, crossed, reconnect, tick size change), when a
+``MarketInfo`` update closes the market or stops its orders, after a
 ``FeedStale`` for it (until its book changes again), when either token's book has not changed for
 ``stale_s`` (a timer; the ``data_health`` validator's ``max_book_age_s`` refuses such orders
 anyway), when a side of the book
@@ -56,8 +57,12 @@ is empty, or when the market is closed, resolved or not accepting orders. Mid-up
 which the two tokens' books are not yet mirrors of each other (one token's change arrived, the
 other's is next in the same frame) are skipped, not acted on.
 
-**Cost.** Keyed subscriptions on the two tokens; a book event whose tops of book (and, for the
-microprice, top sizes) and health did not change returns after one tuple comparison.
+**Cost.** Keyed subscriptions on the two tokens; a delta that is not the last of its frame for
+that book (``run_end``) is not acted on; a book event whose reference touch without our orders
+(and, for the microprice, its sizes), the complement's tops and health did not change returns
+after that touch is read and compared. (Live, the venue's book shows our quotes, so levels
+behind them move while the top of book stays; quotes just cancelled that the book may still
+show count as ours: :class:`strategies.spread_capture.Ghosts`.)
 
 State (slots, EWMA, last mid, pull reason, rate-limit stamps) survives a restart through
 ``snapshot()`` / ``restore()``; ``on_stop`` cancels every open order.
@@ -73,6 +78,7 @@ from polybot.events import (
     BookSnapshot,
     FeedStale,
     FillEvent,
+    MarketInfo,
     MarketResolved,
     OrderCancelled,
     OrderExpired,
@@ -197,6 +203,7 @@ class MarketMaker(QuotingStrategy):
             self.markets[a] = _Market(a)
             self._watch(a, a)
         self.ctx.subscribe(MarketResolved, self.on_resolved)
+        self.ctx.subscribe(MarketInfo, self.on_market_info)
 
     def _watch(self, asset: str, ref: str) -> None:
         self.key_of[asset] = ref
@@ -232,6 +239,9 @@ class MarketMaker(QuotingStrategy):
     # ------------------------------------------------------------------ handlers
 
     def on_book(self, ev: BookSnapshot | BookDelta) -> None:
+        self.ghosts.book_event(ev)
+        if ev.__class__ is BookDelta and not ev.run_end:  # type: ignore[union-attr]
+            return  # the middle of one frame's changes to this book: act on its last one
         ref = self.key_of[ev.asset_id]
         m = self.markets[ref]
         books = self.ctx.books
@@ -239,11 +249,15 @@ class MarketMaker(QuotingStrategy):
         nb = books.get(m.comp) if m.comp else None
         if yb is None:
             return
+        # the touch without our own orders (live, the venue's book shows them: levels behind
+        # our quotes can move while the top of book, our quotes, stays)
+        own_b, own_a = self._own(m)
+        bb, bsz = touch(yb.bids, own_b, True)
+        ba, asz = touch(yb.asks, own_a, False)
         if self.params.fair_value == "microprice":
-            top: tuple[int, ...] = (yb.best_bid, yb.best_ask, yb.healthy, yb.bids.get(yb.best_bid, 0),
-                                    yb.asks.get(yb.best_ask, 0))  # fmt: skip
+            top: tuple[int, ...] = (bb, ba, yb.healthy, bsz, asz)
         else:
-            top = (yb.best_bid, yb.best_ask, yb.healthy)
+            top = (bb, ba, yb.healthy)
         if nb is not None:
             top += (nb.best_bid, nb.best_ask, nb.healthy)
         moved = top != m.top
@@ -257,6 +271,14 @@ class MarketMaker(QuotingStrategy):
         self.markets[ref].top = None
         self._recompute(ref)
 
+    def on_market_info(self, ev: MarketInfo) -> None:
+        # closed / not accepting orders: pull now (the book may never change again)
+        for a in ev.asset_ids:
+            ref = self.key_of.get(a)
+            if ref is not None:
+                self._recompute(ref)
+                return
+
     def on_stale(self, ev: FeedStale) -> None:
         ref = self.key_of[ev.asset_id]
         m = self.markets[ref]
@@ -268,6 +290,8 @@ class MarketMaker(QuotingStrategy):
         ref = self.key_of[ev.asset_id]
         if isinstance(ev, OrderRejected):
             self._order_rejected(ref, ev.client_id, self.ctx.now())
+        elif not isinstance(ev, FillEvent):
+            self._order_ended(ev.client_id)
         self._recompute(ref)
 
     def on_resolved(self, ev: MarketResolved) -> None:
@@ -305,7 +329,8 @@ class MarketMaker(QuotingStrategy):
 
     def _own(self, m: _Market) -> tuple[dict[int, int], dict[int, int]]:
         """Our resting sizes by price on the reference book's bid and ask sides, orders on the
-        complement mirrored (a NO buy at q is a YES ask at 1 - q)."""
+        complement mirrored (a NO buy at q is a YES ask at 1 - q), ended quotes the book may still
+        show included."""
         bids: dict[int, int] = {}
         asks: dict[int, int] = {}
         for asset in (m.ref, m.comp):
@@ -318,6 +343,7 @@ class MarketMaker(QuotingStrategy):
                 else:
                     side, p = (asks if buy else bids), SCALE - o.intent.price
                 side[p] = side.get(p, 0) + o.remaining
+        self.ghosts.merge(m.ref, bids, asks, self.ctx.now())
         return bids, asks
 
     def _recompute(self, ref: str, moved: bool = False, book_event: bool = False) -> None:

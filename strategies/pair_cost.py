@@ -65,6 +65,12 @@ old order waits for the cancel's answer. A resting quote is kept while it is wit
 and replaced only when the wanted price moves further (1 = on every move), and book changes that
 move neither top nor the liquidity window cause no work at all.
 
+The best bid is read *without the strategy's own bids* (live, the venue's book shows them; a
+skewed quote at the top priced from itself would walk up to the ask, and levels moving behind
+it would go unseen), nor quotes just cancelled that the book may still show
+(:class:`strategies.spread_capture.Ghosts`); a level smaller than our size there is not ours
+(the paper executor's books never show our orders).
+
 **Equalizer.** When ``|imbalance| >= equalize_min``, the lagging side is topped up with a FAK
 taker order of at most the imbalance, walking its asks (up to ``equalize_ticks`` above the best
 ask) only while the price paid per share, taker fee included, stays under
@@ -76,6 +82,11 @@ top-up per state of the books: a top-up that found nothing is not repeated until
 **Window end.** From ``MarketInfo.end_ts - settlement_buffer_s`` on (a timer fires then), and
 when the market closes, stops accepting orders or resolves, the quotes are cancelled and nothing
 is added.
+
+**Bad data.** An unhealthy book (``BookHealth``: feed gap, hash or best bid/ask mismatch, crossed,
+tick size change) or one named by a ``FeedStale`` (until it changes again) cancels the quotes at
+once -- such notices come without a book change -- and nothing is placed until both books are
+good again.
 
 **Reporting.** :meth:`PairCost.report` (also in :meth:`snapshot`, and logged on every fill and at
 resolution) gives per market the quantities, averages, the pair cost (the portfolio's, and with
@@ -99,7 +110,9 @@ from typing import TYPE_CHECKING, Any
 
 from polybot.events import (
     BookDelta,
+    BookHealth,
     BookSnapshot,
+    FeedStale,
     FeeSchedule,
     FillEvent,
     MarketInfo,
@@ -116,6 +129,8 @@ from polybot.execution.rules import LOT, MIN_MARKETABLE_NOTIONAL, max_buy_cost
 from polybot.portfolio import PairView
 from polybot.strategy import Strategy, StrategyParams, Units
 from polybot.units import SCALE, from_units
+
+from strategies.spread_capture import Ghosts, touch
 
 if TYPE_CHECKING:  # pragma: no cover
     from polybot.book import OrderBook
@@ -252,6 +267,8 @@ class PairCost(Strategy):
         self._subscribed: set[str] = set()
         self._cancelling: set[str] = set()  # cancels sent, answer not seen yet
         self._restored: dict[str, Any] = {}  # snapshot state of markets not followed yet
+        self._stale: dict[str, int] = {}  # asset -> ts of a FeedStale naming it (until its book changes)
+        self._ghosts = Ghosts()  # ended quotes the venue's book may still show
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -332,6 +349,8 @@ class PairCost(Strategy):
                 self._subscribed.add(a)
                 self.ctx.subscribe(BookSnapshot, self.on_snapshot, key=a)
                 self.ctx.subscribe(BookDelta, self.on_delta, key=a)
+                self.ctx.subscribe(BookHealth, self.on_health, key=a)
+                self.ctx.subscribe(FeedStale, self.on_stale, key=a)
         if m.stop_ts and self.ctx.now() < m.stop_ts and not m.done:
             self.ctx.set_timer("stop:" + info.market, at_ns=m.stop_ts)
         self.ctx.log.info("pair_cost: following {} ({}), stops adding at {}", m.label, info.market,
@@ -365,11 +384,27 @@ class PairCost(Strategy):
     # ------------------------------------------------------------------ events
 
     def on_snapshot(self, ev: BookSnapshot) -> None:
+        self._ghosts.book_event(ev)
         m = self._by_asset.get(ev.asset_id)
         if m is not None and not m.stopped:
             self._update(m)
 
+    def on_health(self, ev: BookHealth) -> None:
+        # a feed gap or a tick size change sends no book change: pull (or quote again) now
+        m = self._by_asset.get(ev.asset_id)
+        if m is not None and not m.stopped:
+            m.sig = None
+            self._update(m)
+
+    def on_stale(self, ev: FeedStale) -> None:
+        m = self._by_asset.get(ev.asset_id)
+        if m is not None:
+            self._stale[ev.asset_id] = ev.ts
+            if not m.stopped:
+                self._update(m)
+
     def on_delta(self, ev: BookDelta) -> None:
+        self._ghosts.book_event(ev)
         if not ev.run_end:
             return  # the middle of one frame's changes to this book: act on its last one
         m = self._by_asset.get(ev.asset_id)
@@ -379,7 +414,7 @@ class PairCost(Strategy):
         if b is None:
             return
         i = 0 if ev.asset_id == m.yes else 1
-        top = (b.best_bid, b.best_ask, b.healthy)
+        top = (self._best_bid(b), b.best_ask, b.healthy)
         if top == m.tops[i]:
             # the top did not move: only the ask depth near the touch (the liquidity rule) matters
             if ev.side != "ASK" or self.params.liquidity_mult == 0:
@@ -413,6 +448,8 @@ class PairCost(Strategy):
         elif isinstance(ev, (OrderCancelled, OrderRejected, OrderExpired)):
             self._cancelling.discard(ev.client_id)
             o = self.ctx.order(ev.client_id)
+            if o is not None and not isinstance(ev, OrderRejected):
+                self._ghosts.order_ended(o, None, self.ctx.now())
             if isinstance(ev, OrderRejected) or (o is not None and o.intent.note == EQUALIZE):
                 # a refusal or a top-up that found nothing changes no position: the next book
                 # change re-plans (re-sending the same order now would be refused the same way)
@@ -443,6 +480,29 @@ class PairCost(Strategy):
 
     def _live_quote(self, o: Order) -> bool:
         return self._is_quote(o) and o.client_id not in self._cancelling and o.state != "cancel_pending"
+
+    def _best_bid(self, book: OrderBook) -> int:
+        """The best bid of ``book`` without this strategy's own bids: live, the venue's book shows
+        them, and pricing a quote from itself would walk it up to the ask."""
+        own: dict[int, int] = {}
+        for o in self.ctx.open_orders(book.asset_id):
+            if o.strategy == self.id and o.intent.side == "BUY" and o.remaining > 0:
+                own[o.intent.price] = own.get(o.intent.price, 0) + o.remaining
+        if self._ghosts.levels:  # quotes that ended, maybe still in the book (no asks: see _plan_side)
+            self._ghosts.merge(book.asset_id, own, {}, self.ctx.now())
+        return touch(book.bids, own, True)[0] if own else book.best_bid
+
+    def _fresh(self, book: OrderBook) -> bool:
+        """Healthy, and not named by a FeedStale since it last changed."""
+        if not book.healthy:
+            return False
+        st = self._stale.get(book.asset_id)
+        if st is None:
+            return True
+        if book.updated_ts > st:
+            del self._stale[book.asset_id]
+            return True
+        return False
 
     def _liquid(self, book: OrderBook | None, tick: int) -> bool:
         """The liquidity rule for buying the side opposite ``book``."""
@@ -510,7 +570,7 @@ class PairCost(Strategy):
         p = self.params
         fees = m.info.fees
         book = books[s]
-        bb, ba = book.best_bid, book.best_ask
+        bb, ba = self._best_bid(book), book.best_ask  # (the ask keeps our own mirrored bids: never cross them)
         if not bb or not ba:
             return None
         q, c = pos[s]
@@ -636,17 +696,19 @@ class PairCost(Strategy):
             return
         books = ctx.books
         by, bn = books.get(m.yes), books.get(m.no)
-        if by is None or bn is None or not (by.healthy and bn.healthy):
+        if by is None or bn is None or not (self._fresh(by) and self._fresh(bn)):
             self._cancel_quotes(m, "unhealthy book")
             m.sig = None
+            m.tops = [(-1, -1, False), (-1, -1, False)]  # any change of the books re-plans
             return
         tick = by.tick_size or bn.tick_size or info.tick_size or DEFAULT_TICK
         liq = (self._liquid(bn, tick), self._liquid(by, tick))
-        sig = (by.best_bid, by.best_ask, bn.best_bid, bn.best_ask, liq, m.version)
+        bby, bbn = self._best_bid(by), self._best_bid(bn)
+        sig = (bby, by.best_ask, bbn, bn.best_ask, liq, m.version)
         if sig == m.sig:
             return
         m.sig = sig
-        m.tops = [(by.best_bid, by.best_ask, by.healthy), (bn.best_bid, bn.best_ask, bn.healthy)]
+        m.tops = [(bby, by.best_ask, by.healthy), (bbn, bn.best_ask, bn.healthy)]
         pair = (by, bn)
         pos = [self._pos(m.yes), self._pos(m.no)]
         orders = [ctx.open_orders(m.yes), ctx.open_orders(m.no)]
@@ -677,7 +739,7 @@ class PairCost(Strategy):
                     m.eq_tops = tops
 
         # quotes: the lagging side (else the cheaper one) first, the other gets what is left
-        first = lag if lag is not None else (0 if by.best_bid <= bn.best_bid else 1)
+        first = lag if lag is not None else (0 if bby <= bbn else 1)
         wanted: list[tuple[int, int, Any] | None] = [None, None]
         for s in (first, 1 - first):
             wanted[s] = self._plan_side(m, s, pair, pos, others, wanted[1 - s], lag, imb, tick, ceiling[s],

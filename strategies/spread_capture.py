@@ -26,7 +26,9 @@ Behaviour, per token:
 * **Quotes.** Bid ``best bid + improve_ticks`` and ask ``best ask - improve_ticks`` (ticks of the
   book), never crossing: a bid stays at least a tick under the best ask, an ask a tick over the
   best bid. The touch is read *without the strategy's own orders* (live, the venue's book shows
-  them; chasing one's own quote would walk it across the spread). When the spread narrows below
+  them; chasing one's own quote would walk it across the spread), nor quotes just cancelled
+  that the book may still show (:class:`Ghosts`); a level smaller than our size there is not
+  ours (the paper executor's books never show our orders). When the spread narrows below
   ``min_spread_ticks`` the bid is pulled and the inventory is offered at the best ask (joining,
   not improving), so it can still be sold.
 * **Sizes.** Bid: ``min(size, max_inventory - inventory)``; ask: the whole inventory. Both are
@@ -45,13 +47,17 @@ Behaviour, per token:
   mid falls ``adverse_ticks`` ticks or more below it, both quotes are cancelled and, once the
   cancels are confirmed, the inventory is sold with a taker FAK down to ``best bid -
   exit_slippage_ticks`` (``exit_mode = "cross"``) or through ``ctx.execute(...,
-  "post_then_cross")``. What the FAK leaves is retried on the next book change. An odd lot that
-  can neither rest (minimum size) nor cross ($1 minimum) is kept. Then ``cooldown_s`` without
+  "post_then_cross")``. What the FAK leaves is retried on the next book change. Inventory worth
+  less than $1 at the exit limit cannot be sold as a taker (the venue refuses it, and would on
+  every retry): it is left to the ask quote after the cool-down. Then ``cooldown_s`` without
   quotes.
-* **Safety.** An unhealthy book, a closed / resolved market or one not accepting orders pulls
-  both quotes; a resolved market is never quoted again. ``on_stop`` cancels every open order.
-* **Cost.** Book events are routed by token (keyed subscriptions); a book event whose top of
-  book (best bid, best ask, health) did not change returns after one tuple comparison.
+* **Safety.** An unhealthy book, a closed / resolved market or one not accepting orders (a
+  ``MarketInfo`` update pulls at once) pulls both quotes; a resolved market is never quoted
+  again. ``on_stop`` cancels every open order.
+* **Cost.** Book events are routed by token (keyed subscriptions); a delta that is not the last
+  of its frame for that book (``run_end``) is not acted on, and a book event whose touch
+  without our orders (best bid, best ask, health) did not change returns after that touch is
+  read and compared.
   Own-order events (fills, cancels, rejections) of the token trigger a re-evaluation.
 
 State (slots, entry mid, mode, rate-limit stamps) survives a restart through ``snapshot()`` /
@@ -70,6 +76,7 @@ from polybot.events import (
     BookHealth,
     BookSnapshot,
     FillEvent,
+    MarketInfo,
     MarketResolved,
     OrderCancelled,
     OrderExpired,
@@ -82,7 +89,6 @@ from polybot.units import SCALE
 
 if TYPE_CHECKING:  # pragma: no cover
     from polybot.book import OrderBook
-    from polybot.events import MarketInfo
     from polybot.execution.orders import Order
 
 NS = 1_000_000_000
@@ -134,7 +140,11 @@ def ceil_tick(p: int, tick: int) -> int:
 
 def touch(levels: Any, own: dict[int, int], descending: bool) -> tuple[int, int]:
     """(price, size) of the best level of a book side once ``own`` (price -> our resting size)
-    is taken out; (0, 0) if nothing is left. ``levels`` is the side's SortedDict."""
+    is taken out; (0, 0) if nothing is left. ``levels`` is the side's SortedDict.
+
+    A level smaller than our size there cannot be showing our order (the venue's level holds
+    it whole): it is someone else's and kept -- the paper executor's books never show our
+    orders, and taking them out there would walk a quote down through thin levels."""
     if not own:
         if not levels:
             return 0, 0
@@ -142,10 +152,74 @@ def touch(levels: Any, own: dict[int, int], descending: bool) -> tuple[int, int]
         return p, s
     keys = reversed(levels) if descending else iter(levels)
     for p in keys:
-        s = levels[p] - own.get(p, 0)
+        s = levels[p]
+        mine = own.get(p, 0)
+        if mine <= s:
+            s -= mine
         if s > 0:
             return p, s
     return 0, 0
+
+
+#: How long an ended own order may still show in the venue's book (see :class:`Ghosts`).
+GHOST_NS = 2 * NS
+
+
+class Ghosts:
+    """Own resting orders that ended (cancelled, expired) but that the venue's book may still
+    show: live, the confirmation can arrive before the book update that removes the order, and
+    until then its level would look like someone else's -- a replacement priced off it would
+    chase its own ghost. Kept per book asset as ``(side, price) -> (size, kernel time)`` (the
+    larger size when one price ends twice); a level is forgotten at its next change in that
+    book (a snapshot forgets the asset's) or :data:`GHOST_NS` after the order ended. An order on
+    the complement token is seen mirrored in this token's book (a BUY NO at q is a YES ask at
+    1 - q). The paper executor's books never show our orders: there a ghost only lowers the
+    level it sits on for a moment."""
+
+    __slots__ = ("levels",)
+
+    def __init__(self) -> None:
+        self.levels: dict[str, dict[tuple[str, int], tuple[int, int]]] = {}
+
+    def order_ended(self, o: Order, complement: str | None, now: int) -> None:
+        it = o.intent
+        size = o.remaining
+        if size <= 0 or it.tif not in ("GTC", "GTD"):
+            return  # a FAK/FOK never rested
+        buy = it.side == "BUY"
+        self._add(o.asset_id, "BID" if buy else "ASK", it.price, size, now)
+        if complement:
+            self._add(complement, "ASK" if buy else "BID", SCALE - it.price, size, now)
+
+    def _add(self, asset: str, side: str, price: int, size: int, now: int) -> None:
+        d = self.levels.setdefault(asset, {})
+        old = d.get((side, price))
+        d[(side, price)] = (max(size, old[0]) if old is not None else size, now)
+
+    def book_event(self, ev: BookSnapshot | BookDelta) -> None:
+        d = self.levels.get(ev.asset_id)
+        if d:
+            if ev.__class__ is BookDelta:
+                d.pop((ev.side, ev.price), None)  # type: ignore[union-attr]
+            else:
+                d.clear()
+            if not d:
+                del self.levels[ev.asset_id]
+
+    def merge(self, asset: str, bids: dict[int, int], asks: dict[int, int], now: int) -> None:
+        """Add the asset's ghost sizes to ``bids``/``asks`` (price -> own size)."""
+        d = self.levels.get(asset)
+        if not d:
+            return
+        for key in sorted(d):
+            size, ts = d[key]
+            if now - ts >= GHOST_NS:
+                del d[key]
+                continue
+            side = bids if key[0] == "BID" else asks
+            side[key[1]] = side.get(key[1], 0) + size
+        if not d:
+            del self.levels[asset]
 
 
 def spread_quotes(bb: int, ba: int, tick: int, improve_ticks: int, min_spread_ticks: int) -> tuple[int, int]:
@@ -191,6 +265,13 @@ class QuotingStrategy(Strategy):
         # cancels sent whose CancelSubmitted may not be applied to the order store yet (the bus
         # queues it behind the event being handled): never cancel one order twice
         self.cancel_sent: set[str] = set()
+        self.ghosts = Ghosts()  # own quotes that ended but may still show in the venue's book
+
+    def _order_ended(self, client_id: str) -> None:
+        """A cancel or an expiry of one of our orders: remember it as a ghost of the book."""
+        o = self.ctx.order(client_id)
+        if o is not None:
+            self.ghosts.order_ended(o, self.ctx.catalog.complement(o.asset_id), self.ctx.now())
 
     # ------------------------------------------------------------------ lookups
 
@@ -459,6 +540,7 @@ class SpreadCapture(QuotingStrategy):
             for t in (FillEvent, OrderCancelled, OrderRejected, OrderExpired):
                 self.ctx.subscribe(t, self.on_order, key=a)
         self.ctx.subscribe(MarketResolved, self.on_resolved)
+        self.ctx.subscribe(MarketInfo, self.on_market_info)
 
     def _apply_params(self) -> None:
         self.replace_ticks = self.params.replace_ticks
@@ -475,18 +557,31 @@ class SpreadCapture(QuotingStrategy):
     # ------------------------------------------------------------------ handlers
 
     def on_book(self, ev: BookSnapshot | BookDelta) -> None:
-        b = self.ctx.books.get(ev.asset_id)
+        a = ev.asset_id
+        self.ghosts.book_event(ev)
+        if ev.__class__ is BookDelta and not ev.run_end:  # type: ignore[union-attr]
+            return  # the middle of one frame's changes to this book: act on its last one
+        b = self.ctx.books.get(a)
         if b is None:
             return
-        st = self.assets[ev.asset_id]
-        top = (b.best_bid, b.best_ask, b.healthy)
+        st = self.assets[a]
+        # the touch without our own orders (live, the venue's book shows them: levels behind
+        # our quote can move while the top of book, our quote, stays)
+        own_b, own_a = self._own(a)
+        top = (touch(b.bids, own_b, True)[0], touch(b.asks, own_a, False)[0], b.healthy)
         if top == st.top:
             return
         st.top = top
-        self._recompute(ev.asset_id)
+        self._recompute(a)
 
     def on_health(self, ev: BookHealth) -> None:
         self._recompute(ev.asset_id)
+
+    def on_market_info(self, ev: MarketInfo) -> None:
+        # closed / not accepting orders: pull now (the book may never change again)
+        for a in ev.asset_ids:
+            if a in self.assets:
+                self._recompute(a)
 
     def on_order(self, ev: FillEvent | OrderCancelled | OrderRejected | OrderExpired) -> None:
         if ev.strategy != self.id:
@@ -496,6 +591,8 @@ class SpreadCapture(QuotingStrategy):
             self._on_fill(a, ev)
         elif isinstance(ev, OrderRejected):
             self._order_rejected(a, ev.client_id, self.ctx.now())
+        else:
+            self._order_ended(ev.client_id)
         self._recompute(a)
 
     def on_resolved(self, ev: MarketResolved) -> None:
@@ -523,12 +620,14 @@ class SpreadCapture(QuotingStrategy):
     # ------------------------------------------------------------------ the decision
 
     def _own(self, a: str) -> tuple[dict[int, int], dict[int, int]]:
-        """Our resting sizes by price on the token's bid and ask sides."""
+        """Our resting sizes by price on the token's bid and ask sides (ended quotes the book may
+        still show included)."""
         bids: dict[int, int] = {}
         asks: dict[int, int] = {}
         for o in self.ctx.open_orders(a):
             side = bids if o.intent.side == "BUY" else asks
             side[o.intent.price] = side.get(o.intent.price, 0) + o.remaining
+        self.ghosts.merge(a, bids, asks, self.ctx.now())
         return bids, asks
 
     def _mid(self, a: str) -> int:
@@ -613,8 +712,13 @@ class SpreadCapture(QuotingStrategy):
         held = ctx.position(a)
         size = held - held % LOT
         floor = max(tick, book.best_bid - p.exit_slippage_ticks * tick) if book.best_bid else 0
-        dust = size < min_size and (not floor or size * floor // SCALE < MIN_MARKETABLE)
-        if size <= 0 or dust:
+        # the venue refuses a marketable order worth less than $1 at its limit: such an exit is
+        # never sent (each try would be refused again); the ask quote offers it after the cool-down
+        cannot_cross = bool(floor) and size * floor // SCALE < MIN_MARKETABLE
+        if size <= 0 or cannot_cross or (size < min_size and not floor):
+            if cannot_cross:
+                ctx.log.warning("spread_capture: {} shares of {} cannot be sold as a taker (worth {} < $1 at the "
+                                "exit limit {}): left to the ask quote", size, a[:10], size * floor // SCALE, floor)  # fmt: skip
             st.mode = "cooldown"
             st.until = now + int(p.cooldown_s * NS)
             st.entry_mid = 0

@@ -20,6 +20,7 @@ from polybot.config import load_config, parse_config
 from polybot.events import (
     ENCODER,
     LIST_DECODER,
+    BookDelta,
     BookSnapshot,
     FeedDisconnected,
     FeedStale,
@@ -340,6 +341,57 @@ def test_the_generated_session_trades_and_each_refusal_blocks_it():
     assert run([*recs[:i], (recs[i][0] - 1, "events", ENCODER.encode(stale)), *recs[i:]])[1] == []
     # only the NO basket is looked for: no YES orders
     assert run(_records(), sides=["no"])[1] == []
+
+
+def _persistent(ev: Any, last: Any = None) -> list[tuple[int, list[Any]]]:
+    """The -fees books (asks 0.40 + 0.30 + 0.17 + 0.10: an opportunity before the fees, none
+    after), left standing; ``last(ev)`` makes A's final change instead."""
+    sc = GEN._pull_bids(ev)
+    sc += [(1000 * GEN.MS, ev.set(3, "ASK", "0.10", 80)), (1400 * GEN.MS, ev.set(2, "ASK", "0.17", 45)),
+           (1800 * GEN.MS, ev.set(1, "ASK", "0.30", 60))]  # fmt: skip
+    sc.append((2200 * GEN.MS, last(ev) if last is not None else ev.set(0, "ASK", "0.40", 40)))
+    return sc
+
+
+def test_the_middle_of_a_frame_is_not_acted_on():
+    """A's 0.39 ask appears and goes within one frame (its first entry has run_end False): the
+    state after that entry is not the book -- a basket priced on it is killed at the venue."""
+    def frame(ev: Any) -> list[Any]:
+        ya, na = ev.set(0, "ASK", "0.39", 40)
+        yb, nb = ev.set(0, "ASK", "0.39", 0)
+        return [msgspec.structs.replace(ya, run_end=False), yb, msgspec.structs.replace(na, run_end=False), nb]
+
+    k, sent = run(GEN.session(GEN.candidates(), lambda ev: _persistent(ev, frame), 12, 1))
+    assert sent == [] and k.strategies["dutch"].stats["baskets"] == 0
+    # the same level standing (run_end on its entry) is the trade
+    k, sent = run(GEN.session(GEN.candidates(), lambda ev: _persistent(ev, lambda e: e.set(0, "ASK", "0.39", 40)), 12, 1))
+    assert len({o.asset_id for o in sent[:4]}) == 4 and sent[0].intent.plan_id == "dutch-1"
+
+
+def test_changes_that_cannot_move_a_basket_do_not_reprice_it(monkeypatch: Any):
+    """While the best asks sum under the threshold but fees remove the edge, a book change that
+    cannot change the basket (a bid, an ask beyond the walked levels) must not re-price it."""
+    import strategies.dutch_book as dbm
+
+    calls: list[int] = []
+    real = dbm.price_basket
+    monkeypatch.setattr(dbm, "price_basket", lambda *a, **kw: (calls.append(1), real(*a, **kw))[1])
+    recs = GEN.session(GEN.candidates(), _persistent, 12, 1)[:-1]  # (not the resolution)
+    k, sent = run(recs)
+    assert sent == [] and calls  # priced, and refused (fees)
+    ev = GEN.candidates()
+    n = len(calls)
+    ts = recs[-1][0] + GEN.MS
+    yes_a = ev.yes[0]
+    for j in range(30):  # bids come and go, and a level far behind the asks
+        side, price = ("BID", 330_000 + (j % 3) * 10_000) if j % 2 else ("ASK", 900_000)
+        d = BookDelta(asset_id=yes_a, market=ev.markets[0], side=side, price=price, size=(j + 1) * SCALE)
+        k.process(ts + j, "events", ENCODER.encode([d]))
+    assert len(calls) == n
+    book = k.books.get(yes_a)
+    d = BookDelta(asset_id=yes_a, market=ev.markets[0], side="ASK", price=book.best_ask, size=41 * SCALE)
+    k.process(ts + 100, "events", ENCODER.encode([d]))  # the best ask's size: a new price
+    assert len(calls) == n + 1
 
 
 def test_bad_params_are_refused():

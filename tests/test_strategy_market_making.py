@@ -285,6 +285,41 @@ def test_mid_update_between_the_two_tokens_is_not_acted_on():
     assert r.quotes_yes_terms() == (c(50), c(54))
 
 
+def test_a_touch_that_moves_under_own_quotes_is_followed():
+    """Live, the venue's unified book shows our quotes (the NO bid at 0.48 as a YES ask at
+    0.52): with them at the top, the levels behind can move while the top of book stays."""
+    r = Rig(replace_ticks=2)
+    r.book({0.47: 100, 0.40: 100}, {0.53: 100, 0.54: 100})
+    assert r.quotes_yes_terms() == (c(48), c(52))
+    r.move(("BID", 0.48, 10), ("ASK", 0.52, 10))  # our YES bid and NO bid, as the venue shows them
+    assert r.quotes_yes_terms() == (c(48), c(52))
+    r.move(("BID", 0.47, 0))  # without us the touch is 0.40 / 0.53: fair 0.465
+    assert r.quotes_yes_terms() == (c(44), c(49))
+    # the cancelled quotes may still show until the venue removes them: never chased
+    r.move(("BID", 0.44, 10), ("ASK", 0.49, 10))
+    r.move(("BID", 0.48, 0), ("ASK", 0.52, 0))
+    assert r.quotes_yes_terms() == (c(44), c(49)) and len(r.submitted()) == 4
+
+
+def test_the_middle_of_a_frame_is_not_acted_on():
+    """Microprice: a top size that changes and changes back inside one frame is no move."""
+    r = Rig(fair_value="microprice", replace_ticks=1)
+    r.book({0.47: 50, 0.46: 100}, {0.53: 50, 0.54: 100})
+    n = len(r.submitted())
+    ys, ns = r.changes(("BID", 0.47, 5), ("BID", 0.47, 50))
+    mark = lambda evs: [msgspec.structs.replace(evs[0], run_end=False), evs[1]]  # noqa: E731
+    r.feed(*mark(ys), *mark(ns))
+    assert len(r.submitted()) == n and not [e for e in r.events if isinstance(e, CancelSubmitted)]
+
+
+def test_a_market_that_closes_pulls_the_quotes_at_once():
+    r = Rig()
+    calm(r)
+    assert len(r.open()) == 2
+    r.feed(MarketInfo(market=M, asset_ids=(YES, NO), outcomes=("Yes", "No"), fees=SCHED, accepting_orders=False))
+    assert r.open() == []
+
+
 # ------------------------------------------------------------------------------------ pulls
 
 

@@ -21,6 +21,8 @@ from polybot.events import (
     ENCODER,
     BookDelta,
     BookSnapshot,
+    FeedDisconnected,
+    FeedStale,
     FeeSchedule,
     MarketInfo,
     MarketResolved,
@@ -29,6 +31,7 @@ from polybot.events import (
     OrderFilled,
     OrderPartiallyFilled,
     OrderSubmitted,
+    TickSizeChange,
 )
 from polybot.execution.base import Executor
 from polybot.execution.rules import fill_fee, max_buy_cost
@@ -484,6 +487,63 @@ def test_resolution_reports_settlement() -> None:
     k2.restore(h.k.to_state())
     k2.process(h.ts + NS, "events", ENCODER.encode(snapshots(*ladder(0.49, 0.50))))
     assert s2.report(MKT) == h.s.report(MKT) and k2.executor.sent == []  # type: ignore[attr-defined]
+
+
+def test_an_unhealthy_or_stale_book_pulls_the_quotes_at_once() -> None:
+    """A feed gap, a tick size change or a FeedStale notice sends no book change: the quotes must
+    come down on the notice itself, not on some later delta."""
+    h = Harness()
+    h.book(0.49, 0.50)
+    assert set(h.quotes()) == {"YES", "NO"}
+    h.send(FeedDisconnected(feed="ws", asset_ids=(YES, NO)))
+    assert h.quotes() == {}
+    n = len(h.ex.sent)
+    h.book(0.49, 0.50)  # the resync snapshots: quoting again
+    assert set(h.quotes()) == {"YES", "NO"} and len(h.ex.sent) == n + 2
+    h.send(TickSizeChange(asset_id=YES, market=MKT, old_tick_size=TICK, new_tick_size=1_000))
+    assert h.quotes() == {}
+    h.book(0.49, 0.50)
+    assert set(h.quotes()) == {"YES", "NO"}
+    h.send(FeedStale(feed="ws", asset_id=NO, age_ns=30 * NS))
+    assert h.quotes() == {}
+    h.send(BookDelta(asset_id=YES, market=MKT, side="BID", price=c(0.45), size=c(7), best_bid=c(0.49),
+                     best_ask=c(0.50)))  # fmt: skip
+    assert h.quotes() == {}  # the Down book is still stale
+    h.send(BookDelta(asset_id=NO, market=MKT, side="ASK", price=c(0.55), size=c(7), best_bid=c(0.50),
+                     best_ask=c(0.51)))  # a change behind the touch: fresh again  # fmt: skip
+    assert set(h.quotes()) == {"YES", "NO"}
+
+
+def test_own_quotes_shown_in_the_venue_book_are_not_chased() -> None:
+    """Live, the venue's book shows the strategy's own bids (and, on the unified book, a YES bid
+    at p as a NO ask at 1 - p). The lagging side's skewed quote is the best bid then: pricing
+    from it walks the quote up tick by tick to the ask; the touch must be read without it."""
+    h = Harness(max_imbalance="40", requote_ticks=2)
+    for _ in range(2):
+        h.book(0.32, 0.33)
+        h.fill_quote("YES")  # YES 20 @ 0.30: NO lags by 20, skew 2 ticks
+
+    def venue(bids: dict, asks: dict) -> None:
+        """The book as the venue shows it: the others' levels plus our open quotes."""
+        b2, a2 = dict(bids), dict(asks)
+        for name, (price, size) in h.quotes().items():
+            if name == "YES":
+                b2[round(price, 2)] = b2.get(round(price, 2), 0) + size
+            else:
+                a2[round(1 - price, 2)] = a2.get(round(1 - price, 2), 0) + size
+        h.send(snapshots(b2, a2))
+
+    bids, asks = ladder(0.40, 0.46)  # Down 0.54 / 0.60
+    h.send(snapshots(bids, asks))
+    for _ in range(4):
+        venue(bids, asks)
+        assert h.quotes() == {"NO": (0.56, 10), "YES": (0.38, 10)}  # NO: 0.54 + 2 ticks
+    # the Down bids behind our NO quote step back to 0.52 (Up asks 0.48): our 0.56 is still the
+    # top of the Down book, but the wanted price is 0.52 + 2 ticks
+    _, asks = ladder(0.40, 0.48)
+    for _ in range(4):
+        venue(bids, asks)
+        assert h.quotes() == {"NO": (0.54, 10), "YES": (0.38, 10)}
 
 
 # ------------------------------------------------------------------------------ property test

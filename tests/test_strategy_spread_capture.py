@@ -26,6 +26,7 @@ from polybot.events import (
     FillEvent,
     MarketInfo,
     OrderEvent,
+    OrderRejected,
     OrderSubmitted,
     RiskRejected,
     SetParams,
@@ -375,6 +376,64 @@ def test_unchanged_top_of_book_costs_no_recompute():
     assert calls == []
     r.move(("BID", 0.41, 60))
     assert calls == [YES]
+
+
+def test_a_touch_that_moves_under_an_own_quote_is_followed():
+    """Live, the venue's book shows our bid: when it is the best bid, the levels behind it can
+    move without the top of book changing. The touch without our orders moved: re-quote."""
+    r = Rig(replace_ticks=2)
+    r.book({0.40: 100, 0.35: 100}, {0.48: 100, 0.49: 100})
+    assert r.open() == [(YES, "BUY", c(41), 10 * U)]
+    r.move(("BID", 0.41, 10))  # the venue's book shows our bid: the top is ours
+    assert r.open() == [(YES, "BUY", c(41), 10 * U)]
+    r.move(("BID", 0.40, 0))  # the 0.40 bids leave: without us the touch is 0.35
+    assert r.open() == [(YES, "BUY", c(36), 10 * U)]
+    # the cancelled bid may still show until the venue's update removes it: never chased
+    r.move(("BID", 0.36, 10))
+    assert r.open() == [(YES, "BUY", c(36), 10 * U)]
+    r.move(("BID", 0.41, 0))
+    assert r.open() == [(YES, "BUY", c(36), 10 * U)]
+    assert len(r.submitted()) == 2
+
+
+def test_the_middle_of_a_frame_is_not_acted_on():
+    """A book's run of changes in one frame is applied (and hash-checked) as a whole: the state
+    after its first entries is not the book and must cause no order traffic."""
+    r = Rig(replace_ticks=1)
+    wide(r)
+    n = len(r.submitted())
+    mid, last = r.changes(("BID", 0.44, 50))[0], r.changes(("BID", 0.44, 0))[0]
+    mid = msgspec.structs.replace(mid, run_end=False)
+    r.feed(mid, last)  # a level that came and went inside one frame
+    assert len(r.submitted()) == n and not [e for e in r.events if isinstance(e, CancelSubmitted)]
+    assert r.open() == [(YES, "BUY", c(41), 10 * U)]
+
+
+def test_an_adverse_exit_that_cannot_cross_is_not_sent_again_and_again():
+    """10 shares at a 0.04 exit limit are worth $0.40: the venue refuses a marketable order
+    under $1, so a FAK is never sent; the inventory is left to the ask quote."""
+    r = Rig(adverse_ticks=4, exit_slippage_ticks=3, cooldown_s=5.0)
+    r.book({0.10: 100, 0.09: 100, 0.08: 100}, {0.18: 100, 0.19: 100})
+    r.trade("SELL", 10)  # long 10 at 0.11, entry mid 0.14
+    assert r.held() == 10 * U
+    r.move(("ASK", 0.13, 100), ("ASK", 0.18, 0), ("BID", 0.07, 100), ("BID", 0.10, 0), ("BID", 0.09, 0),
+           ("BID", 0.08, 0))  # mid 0.10: adverse  # fmt: skip
+    for i in range(6):  # the touch keeps moving
+        r.move(("BID", 0.07, 0) if i % 2 == 0 else ("BID", 0.07, 100))
+    assert not [e for e in r.events if isinstance(e, (OrderRejected, RiskRejected))]
+    assert not [i for i in r.submitted() if i.tif == "FAK"]
+    assert r.held() == 10 * U and r.s.assets[YES].mode == "cooldown"
+    r.tick(5.0)  # after the cool-down the shares are offered again
+    assert (YES, "SELL", c(12), 10 * U) in r.open()
+
+
+def test_a_market_that_stops_accepting_orders_pulls_the_quotes_at_once():
+    r = Rig()
+    wide(r)
+    r.trade("SELL", 10)
+    assert len(r.open()) == 2
+    r.feed(MarketInfo(market=M, asset_ids=(YES, NO), outcomes=("Yes", "No"), fees=SCHED, accepting_orders=False))
+    assert r.open() == []
 
 
 # ------------------------------------------------------------------------------------ properties
