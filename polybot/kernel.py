@@ -787,6 +787,9 @@ class Kernel:
         self._set_enabled(s, ev.enabled)
 
     def _set_enabled(self, s: Strategy, enabled: bool) -> None:
+        """Enable or disable a strategy. A disabled one gets no events and no timers, and its
+        open orders are cancelled (a quote left resting with nobody managing it is a loss
+        waiting to happen); its positions stay (``flatten`` closes them)."""
         if s.enabled == enabled:
             return
         s.enabled = enabled
@@ -795,6 +798,9 @@ class Kernel:
                 self.bus.subscribe(t, h, k)
             else:
                 self.bus.unsubscribe(h, t)
+        if not enabled:
+            n = self.cancel_all(s.id, "strategy disabled")
+            logger.info("strategy {} disabled: {} open order(s) cancelled", s.id, n)
 
     def _on_timer(self, ev: TimerFired) -> None:
         s = self.strategies.get(ev.owner)

@@ -427,3 +427,29 @@ def test_two_cancels_of_one_order_in_one_handler_send_one_request():
     k.process(2, "events", snap())
     assert out == [True, False]
     assert len(seen.events) == 1 and len(ex.cancels) == 1
+
+
+def test_disabling_a_strategy_cancels_its_open_orders():
+    """Nobody manages a disabled strategy's quotes: they are cancelled (journaled cancels);
+    another strategy's orders stay."""
+    k = Kernel()
+
+    class S(Strategy):
+        name = "s"
+
+        def on_start(self) -> None:
+            self.ctx.subscribe(BookSnapshot, self.on_book)
+
+        def on_book(self, ev: BookSnapshot) -> None:
+            if not self.ctx.open_orders():
+                self.ctx.submit(intent(price=400_000))
+
+    k.add_strategy(S, "a", {})
+    k.add_strategy(S, "b", {})
+    k.start()
+    k.process(1, "events", snap())
+    assert len(k.orders.open_orders("a")) == 1 and len(k.orders.open_orders("b")) == 1
+    k.process(2, "control", b'{"type":"enable_strategy","strategy":"a","enabled":false}')
+    assert k.orders.open_orders("a") == [] and len(k.orders.open_orders("b")) == 1
+    k.process(3, "events", snap())  # a gets no events now: no new order
+    assert k.orders.open_orders("a") == []
