@@ -425,7 +425,9 @@ class Kernel:
             else:
                 decision, final = self.risk.check_plan(legs, RiskContext(self, strategy))
                 if decision.action == "resize" and not intent.resizable:
-                    decision = reject(decision.validator, f"{decision.reason}; the plan is not resizable")
+                    # rejected, with the size the chain would allow (a strategy may re-plan at it)
+                    decision = Decision("reject", decision.validator, f"{decision.reason}; the plan is not resizable",
+                                        decision.size)  # fmt: skip
             return self._decided(strategy, decision, final, legs, plan_id)
         intent = msgspec.structs.replace(intent, ts=now, strategy=strategy, client_id=self._next_client_id())
         self.stats.intents += 1

@@ -62,9 +62,10 @@ every leg's ``min_order_size`` and the venue's $1 for a marketable order. Then, 
   :func:`~polybot.execution.rules.limit_order_amounts` for ``"limit"`` (always exact).
 
 **Sending.** The legs (BUY, FOK, price = the worst level walked, size = N) go in one plan through
-``ctx.submit(plan)``: the risk chain passes it whole or not at all. If it resizes the plan, the
-basket is re-priced at the new size (and a warning logged if it no longer meets the rules; the
-legs are already on their way). Then the event cools down for ``cooldown_s``, and no new basket
+``ctx.submit(plan)``: the risk chain passes it whole or not at all. The plan is not resizable
+(it was priced, and its amounts made exact, at N): when a cap would allow fewer shares the chain
+rejects it with that size, and the basket is priced again at that size and sent once more if it
+still meets every rule. Then the event cools down for ``cooldown_s``, and no new basket
 of that event is priced while one is unsettled. After the cool-down the event is priced again;
 after a basket that missed entirely (every leg killed: the liquidity seen was not there), only
 once one of its books changes.
@@ -676,34 +677,34 @@ class DutchBook(Strategy):
         return OrderIntent(strategy=self.id, asset_id=asset, market=market, side=side,  # type: ignore[arg-type]
                            price=price, size=size, kind=kind, tif=tif, reduce_only=reduce_only, note=note)  # type: ignore[arg-type]  # fmt: skip
 
-    def _send(self, eid: str, side: str, q: Quote, legs: list[LegBook], per_share: int) -> None:
+    def _send(self, eid: str, side: str, q: Quote, legs: list[LegBook], per_share: int, again: bool = True) -> None:
         now = self.ctx.now()
         self.seq += 1
         bid = f"{self.id}-{self.seq}"
         kind = self.params.order_kind  # type: ignore[attr-defined]
         note = f"dutch_book {side} basket {bid} of event {eid}"
-        plan = OrderPlan(strategy=self.id, plan_id=bid, note=note,
+        # not resizable: the basket was priced (and its signed amounts made exact) at this
+        # share count; a smaller one the risk chain picked might be neither
+        plan = OrderPlan(strategy=self.id, plan_id=bid, note=note, resizable=False,
                          legs=tuple(self._intent(lq, "BUY", "FOK", kind, note) for lq in q.legs))  # fmt: skip
         d = self.ctx.submit(plan)
         self.cool[eid] = now + int(self.params.cooldown_s * _NS)  # type: ignore[attr-defined]
         if not d.approved:
+            if again and 0 < d.size < q.n:
+                # the risk chain would allow d.size shares: price the basket again at that size
+                # and send it if it still meets every rule (once)
+                rq = quote_at(legs, d.size, per_share, self._pricing)
+                if rq is not None and not acceptable(rq, legs, self._pricing):
+                    self.ctx.log.info("dutch_book: {} basket of event {}: {} shares refused by {}, sending {}",
+                                      side, eid, from_units(q.n), d.validator, from_units(rq.n))  # fmt: skip
+                    self._send(eid, side, rq, legs, per_share, again=False)
+                    return
             self.stats["rejected"] += 1
             self.ctx.log.warning("dutch_book: {} basket of event {} ({} x {} legs, cost {}, payout {}) rejected by "
                                  "{}: {}", side, eid, from_units(q.n), len(q.legs), from_units(q.cost),
                                  from_units(q.payout), d.validator, d.reason)  # fmt: skip
             self.ctx.set_timer("eval:" + eid, at_ns=self.cool[eid])
             return
-        if d.action == "resize":
-            rq = quote_at(legs, d.size, per_share, self._pricing)
-            why = acceptable(rq, legs, self._pricing) if rq is not None else "not walkable or not signed exactly at that size"
-            self.ctx.log.warning("dutch_book: basket {} resized by {} from {} to {} shares{}", bid, d.validator,
-                                 from_units(q.n), from_units(d.size), f": it no longer holds ({why})" if why else "")  # fmt: skip
-            if rq is None:  # the chain's size cannot be walked or signed exactly: scale the plan
-                rq = Quote(d.size, d.size * per_share // SCALE, tuple(
-                    attrs.evolve(lq, size=d.size, cost=lq.cost * d.size // q.n, fee=lq.fee * d.size // q.n,
-                                 worst=max_buy_cost(d.size, lq.price, leg.fees))
-                    for lq, leg in zip(q.legs, legs)))  # fmt: skip
-            q = rq
         assets = [lq.asset_id for lq in q.legs]
         b = {
             "id": bid, "event": eid, "side": side, "n": q.n, "payout": q.payout, "ts": now,
@@ -839,7 +840,7 @@ class DutchBook(Strategy):
             self._retry_later(b)
             return
         note = f"dutch_book completes basket {b['id']}"
-        plan = OrderPlan(strategy=self.id, plan_id=f"{b['id']}-c{b['attempts']}", note=note,
+        plan = OrderPlan(strategy=self.id, plan_id=f"{b['id']}-c{b['attempts']}", note=note, resizable=False,
                          legs=tuple(self._intent(lq, "BUY", "FOK", p.order_kind, note) for lq in quotes))  # type: ignore[attr-defined]  # fmt: skip
         d = self.ctx.submit(plan)
         if not d.approved:

@@ -222,6 +222,7 @@ def test_plan_resize_applies_one_size_to_every_leg():
     # a plan that is exact only at its planned size asks for a rejection instead
     d = k.submit("s", OrderPlan(strategy="s", plan_id="q", legs=(intent(A), intent(B)), resizable=False))
     assert d.action == "reject" and d.validator == "cap" and d.reason.endswith("the plan is not resizable")
+    assert d.size == 4_000_000  # what the chain would allow: the strategy may plan again at it
     assert len(k.orders.open_orders()) == 2
 
 

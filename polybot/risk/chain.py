@@ -42,7 +42,9 @@ class Decision:
     action: Action
     validator: str = ""
     reason: str = ""
-    size: int = 0  # the new size for "resize" (per leg for a plan)
+    # the new size for "resize" (per leg for a plan); for a plan that is not resizable, a
+    # "reject" carries the size the chain would have allowed
+    size: int = 0
     client_ids: tuple[str, ...] = ()  # set by submit(): the orders this decision concerns
 
     @property
