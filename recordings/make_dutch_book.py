@@ -28,8 +28,7 @@ replay ends with realized PnL.
 
 from __future__ import annotations
 
-import argparse
-import gzip
+import sys
 import hashlib
 import random
 from pathlib import Path
@@ -238,12 +237,7 @@ def build(out_dir: Path) -> dict[str, int]:
     for name, (make, scen, seed, winner) in specs.items():
         recs = session(make(), scen, seed, winner)
         path = out_dir / f"{name}.jsonl.gz"
-        plain = out_dir / f".{name}.jsonl.tmp"
-        made[str(path)] = write_stream(str(plain), iter(recs))
-        # gzip without a timestamp or name in the header: the same bytes on every run
-        with open(path, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
-            gz.write(plain.read_bytes())
-        plain.unlink()
+        made[str(path)] = write_stream(str(path), iter(recs))  # (the gzip header has no time or name)
     return made
 
 
@@ -270,15 +264,14 @@ def session(ev: Event, scen: Any, seed: int, winner: int) -> list[tuple[int, str
     return recs
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out-dir", default=str(Path(__file__).resolve().parent))
-    a = ap.parse_args()
-    out = Path(a.out_dir)
+def main(argv: list[str]) -> int:
+    """``make_dutch_book.py [OUT_DIR]`` (default: this directory)."""
+    out = Path(argv[0]) if argv else Path(__file__).resolve().parent
     out.mkdir(parents=True, exist_ok=True)
     for path, n in build(out).items():
         print(f"{path}: {n} inputs, {Path(path).stat().st_size} bytes")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main(sys.argv[1:]))

@@ -255,12 +255,16 @@ def recordings() -> dict[str, Iterator[tuple[int, str, bytes]]]:
     }  # fmt: skip
 
 
-def main() -> None:
+def main(argv: list[str]) -> int:
+    """``make_pair_cost.py [OUT_DIR]`` (default: this directory)."""
+    out = Path(argv[0]) if argv else OUT
+    out.mkdir(parents=True, exist_ok=True)
     for name, records in recordings().items():
-        path = OUT / name
+        path = out / name
         n = write_stream(str(path), records)
-        print(f"{path.relative_to(ROOT)}: {n} inputs, {path.stat().st_size:,} bytes")
+        print(f"{path}: {n} inputs, {path.stat().st_size:,} bytes")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,7 +1,7 @@
 """Deterministic generator of the quoting strategies' recordings (source ``events``).
 
 Run from the repository root: ``.venv/bin/python recordings/make_quoting.py`` (optionally an output
-directory). Same code, same bytes (the gzip header's time is zeroed). Each recording is one binary market: a ``MarketInfo`` (fees 4 %,
+directory). Same code, same bytes. Each recording is one binary market: a ``MarketInfo`` (fees 4 %,
 25 % maker rebate, tick 0.01, minimum 5 shares), then the two tokens' books as mirrors of each
 other (a YES bid at p is a NO ask at 1 - p, same size: PROTOCOL §8), level changes as
 ``BookDelta`` pairs (every YES change, then the mirrored NO changes, each carrying the top of book
@@ -27,7 +27,6 @@ order in which Polymarket sends them). Inputs are 0.3-0.9 s apart.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import math
 import random
@@ -365,12 +364,7 @@ def main(argv: list[str]) -> int:
     for name, make in RECORDINGS.items():
         g = make()
         path = out / name
-        n = write_stream(str(path), g.records())
-        # the journal writer stamps the gzip header with the current time: zero it, so the same
-        # code writes the same bytes
-        data = gzip.decompress(path.read_bytes())
-        with path.open("wb") as f, gzip.GzipFile(filename="", mode="wb", fileobj=f, mtime=0) as gz:
-            gz.write(data)
+        n = write_stream(str(path), g.records())  # (the gzip header has no time or name)
         print(f"{path}: {n} inputs, {path.stat().st_size:,} bytes, yes={g.yes[:12]}... market={g.market[:12]}...")
     return 0
 

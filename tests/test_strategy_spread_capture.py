@@ -518,3 +518,17 @@ def test_replay_is_deterministic(tmp_path: Path):
     s2, _ = _replay(REC, b)
     assert (a / (REC.name + ".out.jsonl")).read_bytes() == (b / (REC.name + ".out.jsonl")).read_bytes()
     assert s1["pnl"] == s2["pnl"] and s1["fills"] == s2["fills"]
+
+
+def test_the_shipped_quoting_recordings_are_what_the_generator_makes(tmp_path: Path) -> None:
+    """recordings/make_quoting.py writes the four quoting recordings byte for byte."""
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("make_quoting", root / "recordings" / "make_quoting.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main([str(tmp_path)]) == 0
+    for name in mod.RECORDINGS:
+        assert (tmp_path / name).read_bytes() == (root / "recordings" / name).read_bytes(), f"{name} is stale"
