@@ -85,7 +85,7 @@ from polybot.events import (
     TimerFired,
 )
 from polybot.strategy import Strategy, StrategyParams, Units
-from polybot.units import SCALE
+from polybot.units import SCALE, from_units
 
 if TYPE_CHECKING:  # pragma: no cover
     from polybot.book import OrderBook
@@ -714,11 +714,12 @@ class SpreadCapture(QuotingStrategy):
         floor = max(tick, book.best_bid - p.exit_slippage_ticks * tick) if book.best_bid else 0
         # the venue refuses a marketable order worth less than $1 at its limit: such an exit is
         # never sent (each try would be refused again); the ask quote offers it after the cool-down
-        cannot_cross = bool(floor) and size * floor // SCALE < MIN_MARKETABLE
+        cannot_cross = size > 0 and bool(floor) and size * floor // SCALE < MIN_MARKETABLE
         if size <= 0 or cannot_cross or (size < min_size and not floor):
             if cannot_cross:
                 ctx.log.warning("spread_capture: {} shares of {} cannot be sold as a taker (worth {} < $1 at the "
-                                "exit limit {}): left to the ask quote", size, a[:10], size * floor // SCALE, floor)  # fmt: skip
+                                "exit limit {}): left to the ask quote", from_units(size), a[:10],
+                                from_units(size * floor // SCALE), from_units(floor))  # fmt: skip
             st.mode = "cooldown"
             st.until = now + int(p.cooldown_s * NS)
             st.entry_mid = 0

@@ -532,3 +532,21 @@ def test_the_shipped_quoting_recordings_are_what_the_generator_makes(tmp_path: P
     assert mod.main([str(tmp_path)]) == 0
     for name in mod.RECORDINGS:
         assert (tmp_path / name).read_bytes() == (root / "recordings" / name).read_bytes(), f"{name} is stale"
+
+
+def test_an_exit_with_nothing_left_to_sell_logs_nothing() -> None:
+    """After the adverse exit sold everything, the empty inventory is not reported, again and
+    again, as "0 shares cannot be sold as a taker"."""
+    from loguru import logger
+
+    from polybot.config import load_config
+    from polybot.replay import replay
+
+    root = Path(__file__).resolve().parents[1]
+    warnings: list[str] = []
+    sink = logger.add(lambda m: warnings.append(str(m)), level="WARNING", format="{message}")
+    try:
+        replay(root / "recordings" / "spread-capture.jsonl.gz", load_config(root / "config" / "spread_capture.toml"))
+    finally:
+        logger.remove(sink)
+    assert not [w for w in warnings if "cannot be sold as a taker" in w]
