@@ -352,7 +352,7 @@ ROWS = [
     ("risk_chain_p50_us", "  what the chain adds per intent, p50", "us", "{:.2f}"),
     ("risk_chain_p99_us", "  what the chain adds per intent, p99", "us", "{:.2f}"),
     *[row for name, _c, rec in STRATEGY_RUNS for row in (
-        (f"strat_{name}_us_per_input", f"strategy {name}: adds per input ({rec})", "us", "{:.2f}"),
+        (f"strat_{name}_us_per_input", f"{name}: adds per input of {rec}", "us", "{:.2f}"),
         (f"strat_{name}_fills", f"  {name}: fills in that replay", "", "{:,.0f}"),
         (f"strat_{name}_net_pnl", f"  {name}: net PnL in that replay", "pUSD", "{:,.4f}"),
     )],
@@ -372,7 +372,7 @@ def run_bench(json_out: bool = False, quick: bool = False) -> int:
     w(f"polybot bench (python {figs['python']}, {figs['cpus']} cpus{', quick' if quick else ''})\n")
     for key, label, unit, fmt in ROWS:
         if key in figs:  # (the strategy rows need the checkout's config/ and recordings/)
-            w(f"  {label:<52} {fmt.format(figs[key]):>14} {unit}\n")
+            w(f"  {label:<54} {fmt.format(figs[key]):>14} {unit}\n")
     if json_out:
         w(msgspec.json.encode({k: (round(v, 3) if isinstance(v, float) else v) for k, v in figs.items()}).decode() + "\n")
     return 0
