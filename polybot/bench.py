@@ -12,9 +12,10 @@ Measured here:
 * journal write rate (lines/s, MB/s) and read rate (lines/s) of a generated journal;
 * kernel replay of a synthetic binary-market stream (decode -> bus -> book -> strategy -> risk),
   inputs/s and per-input latency percentiles;
-* what each shipped strategy adds per input: its recording replayed with its config (paper
-  executor, risk chain) with and without the strategy (best of several runs), and its fills and
-  net PnL there (needs the checkout's config/ and recordings/; skipped when run elsewhere);
+* what each shipped strategy adds per event (book change, trade): its recording replayed with
+  its config (paper executor, risk chain) with and without the strategy (best of several runs),
+  the orders it sends there (their risk checks, fills and events are in its cost), its fills and
+  net PnL (needs the checkout's config/ and recordings/; skipped when run elsewhere);
 * replay memory: peak traced allocation while streaming a 10x longer file (constant memory);
 * ``polybot --help`` wall time; peak RSS of the process.
 """
@@ -203,7 +204,7 @@ STRATEGY_RUNS = [
 
 
 def _strategy_costs(reps: int, root: Path | None = None) -> dict[str, Any]:
-    """Per shipped strategy: us per input its replay takes with the strategy minus without it
+    """Per shipped strategy: us per event its replay takes with the strategy minus without it
     (same config, same recording, paper executor and risk chain in both), and what it did."""
     from .config import load_config
     from .journal import INPUT, JournalReader
@@ -235,9 +236,11 @@ def _strategy_costs(reps: int, root: Path | None = None) -> dict[str, Any]:
         bare = msgspec.structs.replace(cfg, strategies={})
         with_s = min(run(cfg)[0] for _ in range(reps))
         without = min(run(bare)[0] for _ in range(reps))
+        events = run(bare)[1].stats.events  # the recording's events (book changes, trades, catalog)
         _dt, k = run(cfg)
         pf = k.portfolio
-        out[f"strat_{name}_us_per_input"] = max(0.0, (with_s - without) / len(records) * 1e6)
+        out[f"strat_{name}_us_per_event"] = max(0.0, (with_s - without) / events * 1e6)
+        out[f"strat_{name}_orders_per_100_events"] = 100 * k.stats.orders / events
         out[f"strat_{name}_inputs"] = len(records)
         out[f"strat_{name}_fills"] = k.stats.fills
         out[f"strat_{name}_net_pnl"] = pf.pnl("", pf.marks(k.books)).net / 1e6
@@ -352,7 +355,8 @@ ROWS = [
     ("risk_chain_p50_us", "  what the chain adds per intent, p50", "us", "{:.2f}"),
     ("risk_chain_p99_us", "  what the chain adds per intent, p99", "us", "{:.2f}"),
     *[row for name, _c, rec in STRATEGY_RUNS for row in (
-        (f"strat_{name}_us_per_input", f"{name}: adds per input of {rec}", "us", "{:.2f}"),
+        (f"strat_{name}_us_per_event", f"{name}: adds per event of {rec}", "us", "{:.2f}"),
+        (f"strat_{name}_orders_per_100_events", f"  {name}: orders sent per 100 events", "", "{:.1f}"),
         (f"strat_{name}_fills", f"  {name}: fills in that replay", "", "{:,.0f}"),
         (f"strat_{name}_net_pnl", f"  {name}: net PnL in that replay", "pUSD", "{:,.4f}"),
     )],
