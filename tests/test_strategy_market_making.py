@@ -18,22 +18,18 @@ from hypothesis import strategies as st
 from polybot.config import load_config
 from polybot.events import (
     ENCODER,
-    BookDelta,
-    BookSnapshot,
     CancelSubmitted,
     Event,
     FeedStale,
-    FeeSchedule,
     MarketInfo,
-    OrderEvent,
     OrderSubmitted,
     RiskRejected,
-    TradePrint,
 )
 from polybot.execution.paper import PaperExecutor
 from polybot.execution.rules import check_order
 from polybot.kernel import Kernel
 from polybot.replay import replay
+from quoting_rig import NO, SCHED, YES, M, QuotingRig, S, T, U, c, px
 from strategies.market_making import MarketMaker, fair_value, quote_prices
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,71 +37,16 @@ REC = ROOT / "recordings" / "market-making.jsonl.gz"
 REC_ADVERSE = ROOT / "recordings" / "market-making-adverse.jsonl.gz"
 CONFIG = ROOT / "config" / "market_making.toml"
 
-YES, NO, M = "yes-token", "no-token", "0xmarket"
-U = 1_000_000
-T = 10_000
-S = 1_000_000_000
-SCHED = FeeSchedule(rate_ppm=40_000, exponent=1, rebate_ppm=250_000)
 
-
-def c(x: float) -> int:
-    """Cents to base units: c(48) == 0.48."""
-    return round(x * T)
-
-
-def px(x: float) -> int:
-    return round(x * U)
-
-
-class Rig:
+class Rig(QuotingRig[MarketMaker]):
     """Kernel + paper executor + one binary market with mirrored books + a market maker."""
 
-    def __init__(self, latency_ms: float = 0, **params: Any) -> None:
-        self.ex = PaperExecutor(cash="1000", latency_ms=latency_ms)
-        self.k = Kernel(executor=self.ex, synthesize_timers=True)
-        p = {"asset_ids": [YES], "min_replace_s": 0.0, "stale_s": 0.0, **params}
-        self.s: MarketMaker = self.k.add_strategy(MarketMaker, "mm", p)  # type: ignore[assignment]
-        self.events: list[Event] = []
-        for t in (OrderEvent, RiskRejected):
-            self.k.bus.subscribe(t, self.events.append)
-        self.k.start()
-        self.t = 1_000 * S
-        self.bids: dict[int, int] = {}
-        self.asks: dict[int, int] = {}
-        self.feed(MarketInfo(market=M, asset_ids=(YES, NO), outcomes=("Yes", "No"), fees=SCHED))
-
-    def feed(self, *evs: Event, dt: float = 0.5) -> None:
-        self.t += int(dt * S)
-        self.k.process(self.t, "events", ENCODER.encode(list(evs)))
-
-    def book(self, bids: dict[float, float], asks: dict[float, float], dt: float = 0.5) -> None:
-        self.bids = {px(p): int(s * U) for p, s in bids.items()}
-        self.asks = {px(p): int(s * U) for p, s in asks.items()}
-        mirror = lambda lv: tuple(sorted((U - p, s) for p, s in lv.items()))  # noqa: E731
-        self.feed(BookSnapshot(asset_id=YES, market=M, bids=tuple(sorted(self.bids.items())),
-                               asks=tuple(sorted(self.asks.items())), tick_size=T),
-                  BookSnapshot(asset_id=NO, market=M, bids=mirror(self.asks), asks=mirror(self.bids), tick_size=T),
-                  dt=dt)  # fmt: skip
+    strategy = MarketMaker
+    instance = "mm"
+    defaults = {"stale_s": 0.0}
 
     def changes(self, *ch: tuple[str, float, float]) -> tuple[list[Event], list[Event]]:
-        ys: list[Event] = []
-        ns: list[Event] = []
-        for side, price, size in ch:
-            lv = self.bids if side == "BID" else self.asks
-            p, s = px(price), int(size * U)
-            if s:
-                lv[p] = s
-            else:
-                lv.pop(p, None)
-            bb, ba = max(self.bids, default=0), min(self.asks, default=0)
-            ys.append(BookDelta(asset_id=YES, market=M, side=side, price=p, size=s, best_bid=bb, best_ask=ba))  # type: ignore[arg-type]
-            ns.append(BookDelta(asset_id=NO, market=M, side="ASK" if side == "BID" else "BID", price=U - p, size=s,
-                                best_bid=U - ba if ba else 0, best_ask=U - bb if bb else 0))  # fmt: skip
-        return ys, ns
-
-    def move(self, *ch: tuple[str, float, float], dt: float = 0.5) -> None:
-        ys, ns = self.changes(*ch)
-        self.feed(*ys, *ns, dt=dt)
+        return self.deltas(*ch)
 
     def recenter(self, bb: float, ba: float, dt: float = 0.5) -> None:
         """Move the touch to bb/ba (one level each side plus depth behind)."""
@@ -122,29 +63,12 @@ class Rig:
             ch.append(("ASK", ba, 100))
         self.move(*ch, dt=dt)
 
-    def trade(self, taker: str, size: float, dt: float = 0.5) -> None:
-        lv = self.bids if taker == "SELL" else self.asks
-        p = max(lv) if taker == "SELL" else min(lv)
-        s = int(size * U)
-        ys, ns = self.changes(("BID" if taker == "SELL" else "ASK", p / U, (lv[p] - s) / U))
-        self.feed(*ys, *ns, TradePrint(asset_id=YES, market=M, price=p, size=s, side=taker), dt=dt)  # type: ignore[arg-type]
-
-    def tick(self, dt: float) -> None:
-        self.t += int(dt * S)
-        self.k.process(self.t, "clock", b"{}")
-
-    def open(self) -> list[tuple[str, str, int, int]]:
-        return sorted((o.asset_id, o.intent.side, o.intent.price, o.remaining) for o in self.k.orders.open_orders("mm"))
-
     def quotes_yes_terms(self) -> tuple[int, int]:
         """(bid, ask) of the live quotes in YES terms."""
         b = self.s.live_order(YES, "bid")
         a = self.s.live_order(YES, "ask")
         yt = lambda o: o.intent.price if o.asset_id == YES else U - o.intent.price  # noqa: E731
         return (yt(b) if b else 0), (yt(a) if a else 0)
-
-    def submitted(self) -> list[Any]:
-        return [e.intent for e in self.events if isinstance(e, OrderSubmitted)]
 
     def net(self) -> int:
         return self.s.net_inventory(YES)
