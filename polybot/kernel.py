@@ -487,7 +487,12 @@ class Kernel:
             return False
         now = self.clock.now()
         self._cancel_sent.add(client_id)
-        self.emit(CancelSubmitted(ts=now, client_id=client_id, strategy=o.strategy, asset_id=o.asset_id, reason=reason))
+        try:
+            self.emit(CancelSubmitted(ts=now, client_id=client_id, strategy=o.strategy, asset_id=o.asset_id, reason=reason))
+        except BaseException:
+            # not sent (the journal refused it): a later cancel of this order must still go out
+            self._cancel_sent.discard(client_id)
+            raise
         if self.journal is not None:
             self.journal.sync()
         self.executor.cancel(o)
@@ -788,10 +793,12 @@ class Kernel:
             return
         self._set_enabled(s, ev.enabled)
 
-    def _set_enabled(self, s: Strategy, enabled: bool) -> None:
+    def _set_enabled(self, s: Strategy, enabled: bool, cancel: bool = True) -> None:
         """Enable or disable a strategy. A disabled one gets no events and no timers, and its
         open orders are cancelled (a quote left resting with nobody managing it is a loss
-        waiting to happen); its positions stay (``flatten`` closes them)."""
+        waiting to happen); its positions stay (``flatten`` closes them). ``cancel=False``
+        (restoring a snapshot) only sets the flag: the session that disabled it already sent
+        those cancels, and a restore must not act (nor reach the executor unjournaled)."""
         if s.enabled == enabled:
             return
         s.enabled = enabled
@@ -800,7 +807,7 @@ class Kernel:
                 self.bus.subscribe(t, h, k)
             else:
                 self.bus.unsubscribe(h, t)
-        if not enabled:
+        if not enabled and cancel:
             n = self.cancel_all(s.id, "strategy disabled")
             logger.info("strategy {} disabled: {} open order(s) cancelled", s.id, n)
 
@@ -862,7 +869,7 @@ class Kernel:
             if s is None:
                 logger.warning("snapshot has state for strategy {!r}, which is not configured", k)
                 continue
-            self._set_enabled(s, sst["enabled"])
+            self._set_enabled(s, sst["enabled"], cancel=False)
             if sst.get("state") is not None:
                 s.restore(sst["state"])
 

@@ -530,13 +530,16 @@ class Exposure:
         return [[k, *v, *self.legs.get(k, ("BUY", v[2]))] for k, v in sorted(self.by_order.items())]
 
     def restore(self, items: list[list[Any]]) -> None:
+        """Load a :meth:`to_state`: a bulk replacement, so ``on_change`` is not called (the old
+        reservations go without a word, so per-order deltas would mean nothing): its owner
+        rebuilds from the totals afterwards (the kernel resets its loss book)."""
         hook = self.on_change
         self.__init__()  # type: ignore[misc]
-        self.on_change = hook
         for item in items:
             cid, s, a, amt = item[:4]
             side, lo = (item[4], item[5]) if len(item) >= 6 else ("BUY", amt)
             self.reserve(cid, s, a, amt, side, lo)
+        self.on_change = hook
 
 
 # --------------------------------------------------------------------------------------------
@@ -587,6 +590,10 @@ class TradingStateValidator:
         return reject(self.name, "trading is reducing: only orders that shrink a position pass")
 
 
+#: check_intent: no verdict handed over from the straight line (a validator may return None)
+_NO_VERDICT: Any = object()
+
+
 def _straight_line(checks: Sequence[Callable[[OrderIntent, RiskContext], Decision]]) -> Callable[..., tuple[int, Any]]:
     """A function that calls ``checks`` in order, without a loop: ``(len(checks), APPROVE)``
     when every one returns ``APPROVE`` (the same object), ``(i, decision)`` at the first that
@@ -619,7 +626,7 @@ class RiskChain:
     def __init__(self, validators: Sequence[Validator], overrides: dict[str, Sequence[Validator]] | None = None) -> None:
         self.validators = list(validators)
         self.overrides = {k: list(v) for k, v in (overrides or {}).items()}
-        self._compiled: dict[int, tuple[list[tuple[Validator, Any, bool]], Callable[..., tuple[int, Any]]]] = {}
+        self._compiled: dict[int, tuple[Any, list[Validator], list[tuple[Validator, Any, bool]], Callable[..., tuple[int, Any]]]] = {}
 
     def all_validators(self) -> list[tuple[str, Validator]]:
         """(scope, validator) for every instance: scope "" is the global chain."""
@@ -654,23 +661,30 @@ class RiskChain:
 
     def _steps(self, strategy: str) -> list[tuple[Validator, Any, bool]]:
         """(validator, its bound check, skips reduce-only) for a strategy, built once."""
-        return self._entry(strategy)[0]
+        return self._entry(strategy)[2]
 
-    def _entry(self, strategy: str) -> tuple[list[tuple[Validator, Any, bool]], Callable[..., tuple[int, Any]]]:
+    def _entry(self, strategy: str) -> tuple[Any, list[Validator], list[tuple[Validator, Any, bool]], Callable[..., tuple[int, Any]]]:
+        """(the chain list, a copy of it, its steps, its straight-line run), rebuilt when the list
+        was replaced or changed (grown, shrunk, a validator replaced in place by one that is not
+        ``==`` to it: the copy is compared element by element, identity first, in C). The entry
+        holds the list itself, so no other list can take its id while it is cached."""
         chain = self.overrides.get(strategy, self.validators) if self.overrides else self.validators
         key = id(chain)
         entry = self._compiled.get(key)
-        if entry is None or len(entry[0]) != len(chain):  # a list replaced or grown: rebuilt
+        if entry is None or entry[0] is not chain or entry[1] != chain:
+            live = {id(self.validators), *(id(v) for v in self.overrides.values())}
+            for k in [k for k in self._compiled if k not in live]:  # lists replaced since
+                del self._compiled[k]
             steps = [(v, v.check, bool(getattr(v, "skip_reducing", False))) for v in chain]
-            entry = self._compiled[key] = (steps, _straight_line([c for _v, c, _s in steps]))
+            entry = self._compiled[key] = (chain, list(chain), steps, _straight_line([c for _v, c, _s in steps]))
         return entry
 
     def check_intent(self, intent: OrderIntent, ctx: RiskContext) -> tuple[Decision, OrderIntent]:
         """Run every validator; returns the final decision and the (possibly resized) intent."""
-        steps, run = self._entry(ctx.strategy)
+        _chain, _copy, steps, run = self._entry(ctx.strategy)
         exempt = intent.reduce_only and reduces(intent, ctx)
         start = 0
-        first: Any = None
+        first: Any = _NO_VERDICT
         if not exempt:
             # the common case, every validator approving, in one straight-line call; the first
             # validator that does not approve (or raises) is handled by the loop below
@@ -686,8 +700,8 @@ class RiskChain:
             v, check, skip = steps[idx]
             if exempt and skip:
                 continue  # a reduce-only order that shrinks a position (flatten) is not throttled
-            if first is not None:
-                d, first = first, None  # the straight line's verdict for this validator
+            if first is not _NO_VERDICT:
+                d, first = first, _NO_VERDICT  # the straight line's verdict (any object, None too)
             else:
                 try:
                     d = check(intent, ctx)

@@ -671,6 +671,7 @@ class LossLimits:
     def restore(self, state: dict[str, Any]) -> None:
         self._tracks = {k: _Track(*v) for k, v in state.get("tracks", {}).items()}
         self._quiet = None
+        self._net_stamp = None  # the portfolio was restored too
 
     def track(self, key: str = "") -> _Track | None:
         """The PnL history of a scope ("" = the account, else a strategy)."""
@@ -684,6 +685,9 @@ class LossLimits:
         return int(pf.pnl(key, pf.marks(k.books)).net)
 
     def _on_pnl(self, ev: PnLUpdate) -> None:
+        # the net moved (a fill, or a settlement: that one changes neither the fills nor the
+        # books of the check's stamp), so the check's cached net is stale
+        self._net_stamp = None
         if not (self._max_daily or self._max_dd) or self._kernel is None:
             return
         if self.scope == "account":
