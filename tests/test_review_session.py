@@ -310,8 +310,10 @@ def check_books(k: Kernel, markets: dict[str, MarketInfo]) -> None:
             if m not in lb.dirty.get(scope, ()):
                 assert lb.by_scope.get(scope, {}).get(m, 0) == want, (scope, m)
             assert lb.loss(scope, m) == want and lb.vector(scope, m) == fresh, (scope, m)
+            assert lb.bound(scope) >= max(fresh), (scope, m)  # the caps' shortcut bound covers it
             total += want
         assert lb.total(scope) == total, scope
+        assert lb.bound(scope) >= total, scope
     qty: dict[tuple[str, str, str], int] = {}
     for o in k.orders.open_orders():
         for s_ in {"", o.strategy}:

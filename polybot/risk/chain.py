@@ -262,13 +262,43 @@ class LossBook:
         self.sums: dict[str, int] = {}
         self.dirty: dict[str, set[str]] = {}  # scope -> markets whose vector is stale
         self._loc: dict[str, tuple[str, tuple[str, ...], int]] = {}  # asset -> (market, outcomes, index)
+        # scope -> the sum over its positions of what each can add to a market's worst case at
+        # most (cost basis net of realized PnL, fees and rebates, and a short size), see bound()
+        self.pos_bound: dict[str, int] = {}
+        self._pos_c: dict[tuple[str, str], int] = {}  # (scope, asset) -> its part of pos_bound
 
     def touch(self, strategy: str, asset_id: str) -> None:
         """A position of ``strategy`` in ``asset_id`` changed: recompute its market when read."""
         m = self.kernel.catalog.market_of(asset_id)
         self.dirty.setdefault("", set()).add(m)
+        self._pos_update("", asset_id)
         if strategy:
             self.dirty.setdefault(strategy, set()).add(m)
+            self._pos_update(strategy, asset_id)
+
+    def _pos_update(self, scope: str, asset_id: str) -> None:
+        pf = self.kernel.portfolio
+        p = pf.by_strategy.get((scope, asset_id)) if scope else pf.positions.get(asset_id)
+        c = 0
+        if p is not None:
+            c = max(0, p.cost - p.realized + p.fees - p.rebates) + max(0, -p.size)
+        key = (scope, asset_id)
+        old = self._pos_c.get(key, 0)
+        if c != old:
+            if c:
+                self._pos_c[key] = c
+            else:
+                del self._pos_c[key]
+            self.pos_bound[scope] = self.pos_bound.get(scope, 0) + c - old
+
+    def bound(self, scope: str) -> int:
+        """An upper bound of the scope's worst-case loss in every market and in total, cheap to
+        read: its positions' part (above) plus every open order's loss. A market's worst case is
+        ``cost - held_k + buys - buys_k + sells_k`` in its worst outcome k, at most the market's
+        positions' costs (and short sizes) plus all its open orders' losses; summed over the
+        markets, at most this. With an order of loss ``x`` added, ``bound + x`` bounds every
+        market's, group's and the total worst case with it (the caps' shortcut)."""
+        return self.pos_bound.get(scope, 0) + self.kernel.exposure.open_loss.get(scope, 0)
 
     def _locate(self, asset_id: str) -> tuple[str, tuple[str, ...], int]:
         """(market, its outcome tokens, the asset's index among them), cached until a reset."""
@@ -370,11 +400,18 @@ class LossBook:
         self.by_scope.clear()
         self.sums.clear()
         self.dirty.clear()
+        self.pos_bound.clear()
+        self._pos_c.clear()
         for (strategy, asset), p in k.portfolio.by_strategy.items():
             if p.size or p.cost:
                 self.touch(strategy, asset)
         for cid, (strategy, asset, _amt) in k.exposure.by_order.items():
             self.touch(strategy, asset)
+        for asset in k.portfolio.positions:  # every position, closed ones too (their realized loss)
+            self._pos_update("", asset)
+        for strategy, asset in k.portfolio.by_strategy:
+            if strategy:
+                self._pos_update(strategy, asset)
 
     def _refresh(self, scope: str) -> None:
         """Recompute the scope's stale markets."""
@@ -476,6 +513,7 @@ class Exposure:
         self.on_change: Callable[[str, str, str, int], None] | None = None
         self.buys: dict[tuple[str, str], int] = {}  # (scope, asset) -> open BUY loss
         self.sells: dict[tuple[str, str], int] = {}  # (scope, asset) -> open SELL loss
+        self.open_loss: dict[str, int] = {}  # scope -> every open order's loss
 
     def reserve(self, client_id: str, strategy: str, asset_id: str, amount: int, side: str = "BUY",
                 loss: int | None = None) -> None:  # fmt: skip
@@ -486,6 +524,7 @@ class Exposure:
         lo = amount if loss is None else loss
         self.legs[client_id] = (side, lo)
         agg = self.sells if side == "SELL" else self.buys
+        ol = self.open_loss
         for scope in ("", strategy) if strategy else ("",):  # the account, and the strategy
             k = (scope, asset_id)
             v = agg.get(k, 0) + lo
@@ -493,6 +532,7 @@ class Exposure:
                 agg[k] = v
             else:
                 agg.pop(k, None)
+            ol[scope] = ol.get(scope, 0) + lo
         if self.on_change is not None:
             self.on_change(strategy, asset_id, side, lo)
 
@@ -508,6 +548,7 @@ class Exposure:
         # a partial release scales the loss contribution with the amount
         lo_amt = lo if amt == have or not have else lo * amt // have
         agg = self.sells if side == "SELL" else self.buys
+        ol = self.open_loss
         for scope in ("", strategy) if strategy else ("",):  # the account, and the strategy
             k = (scope, asset)
             v = agg.get(k, 0) - lo_amt
@@ -515,6 +556,7 @@ class Exposure:
                 agg[k] = v
             else:
                 agg.pop(k, None)
+            ol[scope] -= lo_amt
         if amt == have:
             del self.by_order[client_id]
         else:

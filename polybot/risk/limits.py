@@ -260,6 +260,10 @@ class NotionalCaps:
     _per_group: int = attrs.field(init=False, default=0, repr=False)
     _total: int = attrs.field(init=False, default=0, repr=False)
     _max_open: int = attrs.field(init=False, default=0, repr=False)
+    # the smallest loss cap (per_market, per_group, total) configured; the shortcut approves an
+    # order when even the loss book's upper bound plus the order stays under it
+    _bound_cap: int = attrs.field(init=False, default=0, repr=False)
+    _shortcut: bool = attrs.field(init=False, default=True, repr=False)  # (tests compare without it)
 
     def __attrs_post_init__(self) -> None:
         _name(self.name)
@@ -269,6 +273,8 @@ class NotionalCaps:
         self._per_group = _units("per_group", self.per_group)
         self._total = _units("total", self.total)
         self._max_open = _count_cap("max_open_positions", self.max_open_positions)
+        caps = [c for c in (self._per_market, self._per_group, self._total) if c]
+        self._bound_cap = min(caps) if caps else 1 << 62
         _choice("group_by", self.group_by, GROUP_BY)
         _choice("scope", self.scope, SCOPES)
 
@@ -352,9 +358,29 @@ class NotionalCaps:
     def _fits(self, intent: OrderIntent, ctx: RiskContext, scope: str | None, market: str, full: int,
               w_market: int, f_market: int, book: Any, i: int = 0) -> bool:  # fmt: skip
         """Every configured cap holds with the order at its full size (no resize needed)."""
+        if not self._count_fits(intent, ctx, scope, full):
+            return False
         key = scope or ""
         side = intent.side
-        if side == "BUY":
+        if self._per_market and f_market > w_market and f_market > self._per_market:
+            return False
+        total, per_group = self._total, self._per_group
+        if total or per_group:
+            w_total = book.total(key)
+            f_total = w_total - w_market + f_market
+            if total and f_total > total and f_total > w_total:
+                return False
+            if per_group and f_total > per_group:  # a group's loss is at most the total's
+                _key, group = self.group_markets(market, ctx, scope)
+                w_group = self.group_loss(ctx, scope, group)
+                if self.group_loss(ctx, scope, group, (market, i, side, full)) > max(per_group, w_group):
+                    return False
+        return True
+
+    def _count_fits(self, intent: OrderIntent, ctx: RiskContext, scope: str | None, full: int) -> bool:
+        """The caps that are not losses hold: max_open_positions, per_asset, per_order."""
+        key = scope or ""
+        if intent.side == "BUY":
             max_open = self._max_open
             per_asset = self._per_asset
             if max_open or per_asset:
@@ -376,19 +402,6 @@ class NotionalCaps:
                     return False
         if self._per_order and intent.price * intent.size > self._per_order * SCALE:
             return False
-        if self._per_market and f_market > w_market and f_market > self._per_market:
-            return False
-        total, per_group = self._total, self._per_group
-        if total or per_group:
-            w_total = book.total(key)
-            f_total = w_total - w_market + f_market
-            if total and f_total > total and f_total > w_total:
-                return False
-            if per_group and f_total > per_group:  # a group's loss is at most the total's
-                _key, group = self.group_markets(market, ctx, scope)
-                w_group = self.group_loss(ctx, scope, group)
-                if self.group_loss(ctx, scope, group, (market, i, side, full)) > max(per_group, w_group):
-                    return False
         return True
 
     def check(self, intent: OrderIntent, ctx: RiskContext) -> Decision:
@@ -403,6 +416,11 @@ class NotionalCaps:
             fees, assets, market = None, (asset,), asset
         full = intent_loss(side, price, intent.size, fees)
         book = ctx.kernel.losses  # the current worst cases, kept by the kernel (O(1) to read)
+        if (self._shortcut and book.bound(scope or "") + full <= self._bound_cap
+                and self._count_fits(intent, ctx, scope, full)):  # fmt: skip
+            # every market's, group's and the total worst case with the order is at most the
+            # loss book's bound plus the order (LossBook.bound): under the smallest loss cap
+            return APPROVE
         w_market, f_market = book.with_order(scope or "", market, assets.index(asset), side, full)  # fmt: skip
         if f_market <= w_market:
             return APPROVE  # the order does not make the worst case worse
