@@ -319,6 +319,11 @@ def check_books(k: Kernel, markets: dict[str, MarketInfo]) -> None:
         for s_ in {"", o.strategy}:
             qty[(s_, o.asset_id, o.intent.side)] = qty.get((s_, o.asset_id, o.intent.side), 0) + o.remaining
     assert k.orders.open_qty == {key: v for key, v in qty.items() if v}
+    for scope in LB_SCOPES:  # the position caps' shortcut totals
+        assert k.orders.open_total.get(scope, 0) == sum(v for (s_, _a, _side), v in qty.items() if s_ == scope), scope
+        sizes = (p.size for (s_, _a), p in pf.by_strategy.items() if s_ == scope) if scope else (
+            p.size for p in pf.positions.values())  # fmt: skip
+        assert lb.pos_shares.get(scope, 0) == sum(abs(x) for x in sizes), scope
 
 
 lb_op = st.one_of(

@@ -722,6 +722,12 @@ def test_property_caps_hold_after_every_approved_intent(ops: list[tuple[Any, ...
             ctx = RiskContext(k, strat)
             if caps.check(it, ctx).action == "approve":  # the shortcut never approves what the exact caps would not
                 assert exact.check(it, ctx).action == "approve", it
+            for shares, imbalance in (("40", "0"), ("40", "25"), ("0", "15")):
+                fast, slow = PositionCaps(max_shares=shares, max_imbalance=imbalance), PositionCaps(max_shares=shares,
+                                                                                                   max_imbalance=imbalance)  # fmt: skip
+                slow._shortcut = False
+                if fast.check(it, ctx).action == "approve":
+                    assert slow.check(it, ctx).action == "approve", (it, shares, imbalance)
             d = k.submit(strat, it)
             if d.approved:
                 check_invariants(k)

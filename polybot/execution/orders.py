@@ -123,6 +123,7 @@ class OrderStore:
         self._open_by_asset: dict[str, dict[str, Order]] = {}
         # (scope, asset, side) -> remaining shares of the open orders; scope "" = every strategy
         self.open_qty: dict[tuple[str, str, str], int] = {}
+        self.open_total: dict[str, int] = {}  # scope -> remaining shares of all its open orders
 
     def __contains__(self, client_id: object) -> bool:
         return client_id in self._orders
@@ -154,6 +155,7 @@ class OrderStore:
             o.counted = new
             it = o.intent
             qty = self.open_qty
+            tot = self.open_total
             for key in ((("", it.asset_id, it.side), (it.strategy, it.asset_id, it.side)) if it.strategy
                         else (("", it.asset_id, it.side),)):  # fmt: skip
                 v = qty.get(key, 0) + diff
@@ -161,6 +163,7 @@ class OrderStore:
                     qty[key] = v
                 else:
                     del qty[key]
+                tot[key[0]] = tot.get(key[0], 0) + diff
         if is_open:
             self._open[o.client_id] = o
             self._open_by_asset.setdefault(o.asset_id, {})[o.client_id] = o
@@ -223,6 +226,7 @@ class OrderStore:
         self._open.clear()
         self._open_by_asset.clear()
         self.open_qty.clear()
+        self.open_total.clear()
         for st in states:
             intent = msgspec.convert(st["intent"], OrderIntent)
             o = Order(

@@ -266,6 +266,8 @@ class LossBook:
         # most (cost basis net of realized PnL, fees and rebates, and a short size), see bound()
         self.pos_bound: dict[str, int] = {}
         self._pos_c: dict[tuple[str, str], int] = {}  # (scope, asset) -> its part of pos_bound
+        self.pos_shares: dict[str, int] = {}  # scope -> sum of |size| of its positions (position caps' shortcut)
+        self._pos_n: dict[tuple[str, str], int] = {}  # (scope, asset) -> its part of pos_shares
 
     def touch(self, strategy: str, asset_id: str) -> None:
         """A position of ``strategy`` in ``asset_id`` changed: recompute its market when read."""
@@ -290,6 +292,14 @@ class LossBook:
             else:
                 del self._pos_c[key]
             self.pos_bound[scope] = self.pos_bound.get(scope, 0) + c - old
+        n = abs(p.size) if p is not None else 0
+        old = self._pos_n.get(key, 0)
+        if n != old:
+            if n:
+                self._pos_n[key] = n
+            else:
+                del self._pos_n[key]
+            self.pos_shares[scope] = self.pos_shares.get(scope, 0) + n - old
 
     def bound(self, scope: str) -> int:
         """An upper bound of the scope's worst-case loss in every market and in total, cheap to
@@ -402,6 +412,8 @@ class LossBook:
         self.dirty.clear()
         self.pos_bound.clear()
         self._pos_c.clear()
+        self.pos_shares.clear()
+        self._pos_n.clear()
         for (strategy, asset), p in k.portfolio.by_strategy.items():
             if p.size or p.cost:
                 self.touch(strategy, asset)
