@@ -7,7 +7,7 @@ after a cancel (the venue matched before it saw the cancel) is allowed and accou
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 
@@ -142,6 +142,11 @@ class OrderStore:
     def has_open(self, asset_id: str) -> bool:
         """Whether any order on ``asset_id`` is open."""
         return asset_id in self._open_by_asset
+
+    @property
+    def open_assets(self) -> Any:
+        """The assets with an open order (a read-only view: ``asset in store.open_assets``)."""
+        return self._open_by_asset.keys()
 
     def open_shares(self, strategy: str | None, asset_id: str, side: str) -> int:
         """Remaining shares of the open ``side`` orders on ``asset_id`` (of ``strategy``, or of

@@ -350,8 +350,8 @@ class SelfTrade:
         if info is not None and len(info.asset_ids) == 2:
             a0, a1 = info.asset_ids
             other = a1 if asset == a0 else a0
-        resting = ctx.orders.has_open
-        if not resting(asset) and (other is None or not resting(other)):
+        resting = ctx.orders.open_assets
+        if asset not in resting and (other is None or other not in resting):
             return APPROVE  # nothing of ours rests on either token
         strategy = intent.strategy or ctx.strategy
         p = intent.price
