@@ -227,6 +227,17 @@ def market_outcome_losses(kernel: Kernel, market_or_asset: str, scope: str = "",
     return out
 
 
+def _recount(parts: dict[tuple[str, str], int], totals: dict[str, int], key: tuple[str, str], new: int) -> None:
+    """Set ``key``'s part of its scope's total (``key[0]``) to ``new``."""
+    old = parts.get(key, 0)
+    if new != old:
+        if new:
+            parts[key] = new
+        else:
+            del parts[key]
+        totals[key[0]] = totals.get(key[0], 0) + new - old
+
+
 def with_order(vec: list[int], i: int, side: str, loss: int) -> int:
     """The worst-case loss (0 when every outcome gains) of an outcome-loss vector once an order
     of outcome ``i`` with worst-case ``loss`` is added: a BUY loses it in every other outcome
@@ -279,27 +290,16 @@ class LossBook:
             self._pos_update(strategy, asset_id)
 
     def _pos_update(self, scope: str, asset_id: str) -> None:
+        """Recount one position's parts of the scope's running totals (``pos_bound``, ``pos_shares``)."""
         pf = self.kernel.portfolio
         p = pf.by_strategy.get((scope, asset_id)) if scope else pf.positions.get(asset_id)
-        c = 0
-        if p is not None:
-            c = max(0, p.cost - p.realized + p.fees - p.rebates) + max(0, -p.size)
         key = (scope, asset_id)
-        old = self._pos_c.get(key, 0)
-        if c != old:
-            if c:
-                self._pos_c[key] = c
-            else:
-                del self._pos_c[key]
-            self.pos_bound[scope] = self.pos_bound.get(scope, 0) + c - old
-        n = abs(p.size) if p is not None else 0
-        old = self._pos_n.get(key, 0)
-        if n != old:
-            if n:
-                self._pos_n[key] = n
-            else:
-                del self._pos_n[key]
-            self.pos_shares[scope] = self.pos_shares.get(scope, 0) + n - old
+        if p is None:
+            _recount(self._pos_c, self.pos_bound, key, 0)
+            _recount(self._pos_n, self.pos_shares, key, 0)
+            return
+        _recount(self._pos_c, self.pos_bound, key, max(0, p.cost - p.realized + p.fees - p.rebates) + max(0, -p.size))
+        _recount(self._pos_n, self.pos_shares, key, abs(p.size))
 
     def bound(self, scope: str) -> int:
         """An upper bound of the scope's worst-case loss in every market and in total, cheap to
