@@ -880,9 +880,11 @@ class Kernel:
 
 
 def _sanity(it: OrderIntent) -> str:
-    """What no validator may approve: non-positive sizes or prices, sizes off the lot."""
+    """What no validator may approve: non-positive sizes, prices outside (0, 1), sizes off the lot."""
     if it.size <= 0 or it.price <= 0:
         return f"size and price must be positive (size={it.size}, price={it.price})"
+    if it.price >= SCALE:
+        return f"price {from_units(it.price)} is not below 1 (a share pays at most 1)"
     if it.size % LOT:
         return f"size {it.size} is not a multiple of the 0.01-share lot"
     return ""

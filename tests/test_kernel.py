@@ -231,6 +231,9 @@ def test_submit_refuses_nonsense_sizes():
     assert not k.submit("s", intent(size=0)).approved
     assert not k.submit("s", intent(size=1_234_567)).approved  # not on the 0.01 lot
     assert not k.submit("s", intent(price=0)).approved
+    d = k.submit("s", intent(side="SELL", price=1_000_000))  # a share never sells for 1 or more
+    assert not d.approved and d.validator == "kernel" and "not below 1" in d.reason
+    assert k.exposure.total == 0
 
 
 def test_fill_updates_portfolio_and_releases_exposure():

@@ -247,7 +247,7 @@ def test_exchange_rules_reject_tick_range_size_and_tif():
     k = kernel(ExchangeRules())
     cases = [
         (it(price=545_000), "tick: price 0.545 is not on the 0.01 tick grid"),
-        (it(price=995_000 + 5_000), "price range: price 1 is outside [0.01, 0.99]"),
+        (it(price=995_000), "tick: price 0.995 is not on the 0.01 tick grid"),  # (1 itself: the kernel's sanity check)
         (it(price=530_000, size=4 * S), "min size: resting order of 4 shares is below the market minimum of 5"),
         (it(price=550_000, size=S), "min size: $1: marketable BUY worth 0.55 at its limit"),
         (it(side="SELL", price=540_000, size=S), "min size: $1: marketable SELL worth 0.54 at its limit"),

@@ -525,7 +525,10 @@ class Exposure:
         self.on_change: Callable[[str, str, str, int], None] | None = None
         self.buys: dict[tuple[str, str], int] = {}  # (scope, asset) -> open BUY loss
         self.sells: dict[tuple[str, str], int] = {}  # (scope, asset) -> open SELL loss
-        self.open_loss: dict[str, int] = {}  # scope -> every open order's loss
+        # scope -> the sum of its open orders' losses, each counted from 0 (LossBook.bound): a
+        # negative one (a SELL above 1 in a fee-free market: a certain gain in the outcome it
+        # sells) lowers no other outcome's or market's worst case, so it must not lower the bound
+        self.open_loss: dict[str, int] = {}
 
     def reserve(self, client_id: str, strategy: str, asset_id: str, amount: int, side: str = "BUY",
                 loss: int | None = None) -> None:  # fmt: skip
@@ -544,7 +547,8 @@ class Exposure:
                 agg[k] = v
             else:
                 agg.pop(k, None)
-            ol[scope] = ol.get(scope, 0) + lo
+            if lo > 0:
+                ol[scope] = ol.get(scope, 0) + lo
         if self.on_change is not None:
             self.on_change(strategy, asset_id, side, lo)
 
@@ -568,7 +572,8 @@ class Exposure:
                 agg[k] = v
             else:
                 agg.pop(k, None)
-            ol[scope] -= lo_amt
+            if lo_amt > 0:
+                ol[scope] -= lo_amt
         if amt == have:
             del self.by_order[client_id]
         else:
