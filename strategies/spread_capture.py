@@ -69,6 +69,7 @@ This module also holds :class:`QuotingStrategy`, the slot machinery shared with
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from polybot.events import (
@@ -256,6 +257,7 @@ class QuotingStrategy(Strategy):
 
     replace_ticks = 2
     min_replace_ns = NS
+    _recompute: Callable[..., None]  # a subclass's: re-plan the quotes of one key (its timers call it)
 
     def _init_quoting(self) -> None:
         self.slots: dict[str, Slot] = {}
@@ -434,11 +436,6 @@ class QuotingStrategy(Strategy):
             if s is not None and s.cid == client_id:
                 s.retry_at = now + max(self.min_replace_ns, NS)
                 self.counts["rejected"] += 1
-
-    # ------------------------------------------------------------------ subclass hooks
-
-    def _recompute(self, key: str) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
 
     # ------------------------------------------------------------------ state
 

@@ -12,7 +12,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from polybot.events import (
-    ENCODER,
     BookSnapshot,
     CancelSubmitted,
     Event,
@@ -28,6 +27,7 @@ from polybot.kernel import Kernel
 from polybot.risk import PassThrough, RiskChain, RiskContext
 from polybot.risk.chain import reject
 from polybot.risk.limits import LossLimits
+from session_ops import feed, submit, venue
 from polybot.strategy import Strategy
 
 U = 1_000_000
@@ -42,10 +42,6 @@ def p(x: float) -> int:
 
 def intent(asset: str = "y1", side: str = "BUY", price: float = 0.40, size: float = 10, **kw: Any) -> OrderIntent:
     return OrderIntent(strategy="", asset_id=asset, side=side, price=p(price), size=p(size), **kw)  # type: ignore[arg-type]
-
-
-def feed(k: Kernel, ts: int, *evs: Event, source: str = "events") -> None:
-    k.process(ts, source, ENCODER.encode(list(evs)))
 
 
 # ============================================================================ risk chain
@@ -348,7 +344,6 @@ def test_property_loss_book_and_open_shares_match_a_fresh_recomputation(ops: lis
     a market) and snapshot restores, in any order, with the books read only now and then."""
     import msgspec
 
-    from polybot.events import OrderCancelled, OrderExpired, OrderPartiallyFilled, OrderPlan, OrderRejected
     from polybot.risk.limits import NotionalCaps, PositionCaps
 
     def new_kernel() -> Kernel:
@@ -365,32 +360,14 @@ def test_property_loss_book_and_open_shares_match_a_fresh_recomputation(ops: lis
         t += NS
         if op[0] == "submit":
             _, strat, asset, side, ticks, lots = op
-            d = k.submit(strat, OrderIntent(strategy="", asset_id=asset, side=side, price=ticks * 10_000, size=lots * 10_000))
-            cids += d.client_ids if d.approved else ()
+            cids += submit(k, strat, [(asset, side, ticks * 10_000)], lots, plan=False)
         elif op[0] == "plan":
             _, strat, legs, lots = op
-            d = k.submit(strat, OrderPlan(strategy="", plan_id="", legs=tuple(
-                OrderIntent(strategy="", asset_id=a, side=s_, price=ticks * 10_000, size=lots * 10_000)
-                for a, s_, ticks in legs)))  # fmt: skip
-            cids += d.client_ids if d.approved else ()
+            cids += submit(k, strat, [(a, s_, ticks * 10_000) for a, s_, ticks in legs], lots, plan=True)
         elif op[0] == "venue" and cids:
             _, j, what, lots, taker = op
-            o = k.orders.get(cids[j % len(cids)])
-            if o is None:
-                continue
-            ref = {"client_id": o.client_id, "asset_id": o.asset_id}
-            if what == "fill":
-                left = o.intent.size - o.filled
-                cls = OrderFilled if lots * 10_000 >= left else OrderPartiallyFilled
-                ev: Event = cls(**ref, trade_id=f"t{n}", side=o.intent.side, price=o.intent.price, size=lots * 10_000,
-                                liquidity="taker" if taker else "maker", fee=1_230 if taker else 0)  # fmt: skip
-            elif what == "cancel":
-                k.cancel(None, o.client_id)
-                continue
-            else:
-                ev = {"ack_cancel": OrderCancelled, "expire": OrderExpired, "reject": OrderRejected,
-                      "accept": OrderAccepted}[what](**ref)  # fmt: skip
-            feed(k, t, ev, source="exec.rec")
+            venue(k, t, cids[j % len(cids)], what, lots, liquidity="taker" if taker else "maker",
+                  fee=1_230 if taker else 0)  # fmt: skip
         elif op[0] == "resolve":
             info = markets[op[1]]
             feed(k, t, MarketResolved(market=info.market, asset_ids=info.asset_ids,

@@ -13,26 +13,13 @@ import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from polybot.events import (
-    ENCODER,
-    Event,
-    FeeSchedule,
-    MarketInfo,
-    MarketResolved,
-    OrderAccepted,
-    OrderCancelled,
-    OrderExpired,
-    OrderFilled,
-    OrderIntent,
-    OrderPartiallyFilled,
-    OrderPlan,
-    OrderRejected,
-)
+from polybot.events import FeeSchedule, MarketInfo, MarketResolved, OrderCancelled, OrderFilled, OrderIntent
 from polybot.execution import RecordedExecutor
 from polybot.kernel import Kernel
 from polybot.risk import PassThrough, RiskChain, RiskContext
 from polybot.risk.chain import Exposure, market_outcome_losses
 from polybot.risk.limits import NotionalCaps, PositionCaps
+from session_ops import feed, submit, venue
 
 U = 1_000_000
 LOT = 10_000
@@ -52,10 +39,6 @@ MARKETS = {
 ASSETS = ("y1", "n1", "y2", "n2", "a3", "b3", "c3", "y4", "n4a", "y5", "n5a", "zz")  # zz: uncatalogued
 SCOPES = ("", "a", "b")
 CAPS = ("1", "3", "8", "20", "100")
-
-
-def feed(k: Kernel, ts: int, *evs: Event, source: str = "events") -> None:
-    k.process(ts, source, ENCODER.encode(list(evs)))
 
 
 def new_kernel(*validators: Any) -> Kernel:
@@ -152,34 +135,16 @@ def test_property_shortcuts_never_approve_what_the_exact_checks_would_not(ops: l
         t += NS
         if op[0] == "submit":
             _, s, asset, side, ticks, lots = op
-            d = k.submit(s, OrderIntent(strategy="", asset_id=asset, side=side, price=price_of(ticks), size=lots * LOT))
-            cids += d.client_ids if d.approved else ()
+            cids += submit(k, s, [(asset, side, price_of(ticks))], lots, plan=False)
         elif op[0] == "plan":
             _, s, legs, lots = op
-            d = k.submit(s, OrderPlan(strategy="", plan_id="", legs=tuple(
-                OrderIntent(strategy="", asset_id=a, side=sd, price=price_of(tk), size=lots * LOT)
-                for a, sd, tk in legs)))  # fmt: skip
-            cids += d.client_ids if d.approved else ()
+            cids += submit(k, s, [(a, sd, price_of(tk)) for a, sd, tk in legs], lots, plan=True)
         elif op[0] == "venue" and cids:
             _, j, what, lots, dp, fee = op
             o = k.orders.get(cids[j % len(cids)])
-            if o is None:
-                continue
-            ref = {"client_id": o.client_id, "asset_id": o.asset_id}
-            if what == "fill":
-                left = o.intent.size - o.filled
-                cls = OrderFilled if lots * LOT >= left else OrderPartiallyFilled
-                px = min(99, max(1, o.intent.price // LOT + dp)) * LOT
-                ev: Event = cls(**ref, trade_id=f"t{n}", side=o.intent.side, price=px, size=lots * LOT,
-                                liquidity="taker" if fee % 2 else "maker", fee=fee * 7_000,
-                                rebate=40_000 if fee == 2 else 0)  # fmt: skip
-            elif what == "cancel":
-                k.cancel(None, o.client_id)
-                continue
-            else:
-                ev = {"ack_cancel": OrderCancelled, "expire": OrderExpired, "reject": OrderRejected,
-                      "accept": OrderAccepted}[what](**ref)  # fmt: skip
-            feed(k, t, ev, source="exec.rec")
+            if o is not None:
+                venue(k, t, o.client_id, what, lots, price=min(99, max(1, o.intent.price // LOT + dp)) * LOT,
+                      liquidity="taker" if fee % 2 else "maker", fee=fee * 7_000, rebate=40_000 if fee == 2 else 0)  # fmt: skip
         elif op[0] == "resolve":
             info = markets[op[1]]
             feed(k, t, MarketResolved(market=info.market, asset_ids=info.asset_ids,
