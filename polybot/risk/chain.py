@@ -377,13 +377,7 @@ class LossBook:
         """(the market's worst-case loss now, and once an order of outcome ``i`` with worst-case
         ``loss`` is added): :meth:`current` and :func:`with_order` in one call (the caps ask on
         every intent)."""
-        d = self.dirty.get(scope)
-        if d and market in d:
-            self._refresh(scope)
-        per = self.vecs.get(scope)
-        vec = per.get(market) if per is not None else None
-        if vec is None:
-            vec = self.vector(scope, market)
+        vec = self.vector(scope, market)
         bs = self.by_scope.get(scope)
         now = bs.get(market, 0) if bs is not None else 0
         if len(vec) == 2:
