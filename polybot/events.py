@@ -339,6 +339,40 @@ class CancelSubmitted(OrderEvent, frozen=True, kw_only=True, tag="cancel_submitt
     reason: str = ""
 
 
+class OrderSigned(OrderEvent, frozen=True, kw_only=True, tag="order_signed"):
+    """A live executor signed the order (``venue_order_id`` is its hash, the venue's id): what
+    it will send, or, in a dry run, what it would have sent. No state change."""
+
+    maker_amount: int = 0
+    taker_amount: int = 0
+    exchange: str = ""  # the verifying contract the signature is for
+    dry_run: bool = False
+
+
+class FillSettlement(OrderEvent, frozen=True, kw_only=True, tag="fill_settlement"):
+    """A fill moving through on-chain settlement (MATCHED -> MINED -> CONFIRMED; RETRYING is
+    reported here too). The fill itself counted once, at its first report; no money moves."""
+
+    trade_id: str
+    status: str
+
+
+class FillReversed(OrderEvent, frozen=True, kw_only=True, tag="fill_reversed"):
+    """A fill whose trade FAILED on chain: the kernel undoes exactly what the fill did to the
+    positions, cash and PnL."""
+
+    trade_id: str
+    reason: str = ""
+
+
+class OrderAdopted(OrderEvent, frozen=True, kw_only=True, tag="order_adopted"):
+    """Reconciliation found an order at the venue that the journal does not know and adopts it
+    (``intent`` describes it; its strategy is the adopting owner). It is open from now on."""
+
+    intent: OrderIntent
+    filled: int = 0
+
+
 class OrderStateError(Event, frozen=True, kw_only=True, tag="order_state_error"):
     """An order event that the state machine refused (a transition not in its table, or an
     unknown order): reported, never applied silently."""
@@ -367,6 +401,29 @@ class PositionChanged(Event, frozen=True, kw_only=True, tag="position"):
     fees_paid: int
     rebates: int = 0
     strategy: str = ""
+
+
+class PositionCorrected(Event, frozen=True, kw_only=True, tag="position_corrected"):
+    """Reconciliation: the venue's position in ``asset_id`` differs from ours. The difference is
+    booked to the ``reconcile`` strategy at ``price`` (the venue's average price), so the account
+    holds what the venue says; the correction is visible, never silent."""
+
+    asset_id: str
+    market: str = ""
+    old_size: int
+    new_size: int
+    price: int = 0
+    reason: str = ""
+
+
+class ExecutorNotice(Event, frozen=True, kw_only=True, tag="executor_notice"):
+    """Something an executor reports that changes no state: reconciliation summaries, a trade
+    RETRYING, a heartbeat failure, the user channel's connection."""
+
+    executor: str
+    kind: str
+    detail: str = ""
+    client_id: str = ""
 
 
 class MarketPosition(Event, frozen=True, kw_only=True, tag="market_position"):
@@ -515,7 +572,8 @@ AnyEvent = Union[
     RiskApproved, RiskResized, RiskRejected,
     OrderSubmitted, OrderAccepted, OrderRejected, OrderPartiallyFilled, OrderFilled,
     OrderCancelled, OrderExpired, OrderUnknown, CancelSubmitted, OrderStateError,
-    PositionChanged, MarketPosition, PnLUpdate,
+    OrderSigned, FillSettlement, FillReversed, OrderAdopted,
+    PositionChanged, PositionCorrected, ExecutorNotice, MarketPosition, PnLUpdate,
     Halt, Resume, Reduce, Flatten, CancelAll, SetParams, EnableStrategy, TradingStateChanged,
     TimerFired,
     FeedConnected, FeedDisconnected, FeedStale, FeedResynced, BookHealth,

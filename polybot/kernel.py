@@ -45,17 +45,25 @@ from .events import (
     Event,
     FeedDisconnected,
     FillEvent,
+    FillReversed,
+    FillSettlement,
     Flatten,
     Halt,
     InputDropped,
     MarketInfo,
     MarketResolved,
+    OrderAdopted,
     OrderEvent,
+    OrderFilled,
+    OrderPartiallyFilled,
     OrderIntent,
     OrderPlan,
+    OrderSigned,
     OrderStateError,
     OrderSubmitted,
     PositionChanged,
+    PositionCorrected,
+    ExecutorNotice,
     Reduce,
     Resume,
     RiskApproved,
@@ -81,6 +89,7 @@ from .strategy import Context, Strategy, convert_params, params_table
 from .units import SCALE, from_units
 
 STATE_VERSION = 1
+RECONCILE = "reconcile"  # the owner of position corrections from the venue
 
 
 class InboundRecord(NamedTuple):
@@ -137,7 +146,7 @@ def _typed_decoder(allowed: tuple[type[Event], ...], what: str) -> Decoder:
 
 
 decode_control = _typed_decoder((ControlEvent,), "control")
-decode_exec = _typed_decoder((OrderEvent,), "executor")
+decode_exec = _typed_decoder((OrderEvent, PositionCorrected, ExecutorNotice), "executor")
 
 
 def decode_clock(msg: bytes, ts: int) -> Sequence[Event]:
@@ -153,7 +162,7 @@ BUILTIN_DECODERS: dict[str, Decoder] = {
 
 class KernelStats:
     __slots__ = ("inputs", "events", "dropped", "by_source", "drop_reasons", "intents", "orders",
-                 "fills", "rejections", "illegal_transitions")  # fmt: skip
+                 "fills", "rejections", "illegal_transitions", "duplicate_fills")  # fmt: skip
 
     def __init__(self) -> None:
         self.inputs = 0
@@ -166,6 +175,40 @@ class KernelStats:
         self.fills = 0
         self.rejections = 0
         self.illegal_transitions = 0
+        self.duplicate_fills = 0  # fills an executor reported twice (same trade, same order): not counted again
+
+
+_POS_FIELDS = ("size", "cost", "realized", "fees", "bought", "sold", "rebates")
+MAX_FILL_RECORDS = 50_000
+
+
+@attrs.define
+class FillRecord:
+    """One applied fill and what it did (account and strategy position deltas, cash), so that a
+    repeat is recognised and a FAILED trade is undone exactly."""
+
+    client_id: str
+    trade_id: str
+    strategy: str
+    asset_id: str
+    side: str
+    price: int
+    size: int
+    fee: int
+    account: list[int]
+    own: list[int]
+    cash: int
+    status: str = ""
+    reversed: bool = False
+
+
+def _fields(p: Any) -> list[int]:
+    return [getattr(p, f) for f in _POS_FIELDS] if p is not None else [0] * len(_POS_FIELDS)
+
+
+def _undo(p: Any, delta: list[int]) -> None:
+    for f, d in zip(_POS_FIELDS, delta):
+        setattr(p, f, getattr(p, f) - d)
 
 
 class Kernel:
@@ -194,6 +237,9 @@ class Kernel:
         # cancels emitted whose CancelSubmitted is not yet dispatched (a second cancel of the
         # same order in one handler must not send a second request)
         self._cancel_sent: set[str] = set()
+        # every fill applied, by "client id/trade id": what it did to the positions, so a second
+        # report of it is not counted again and a FAILED trade is undone exactly
+        self.fills: dict[str, FillRecord] = {}
         self.losses = LossBook(self)  # worst-case loss per market, kept current for the caps
         self.exposure.on_change = self.losses.exposure_changed
         self.trading_state = "active"
@@ -317,6 +363,8 @@ class Kernel:
                 b = self.books.get(aid)
                 if b is not None:
                     self._unhealthy(b, f"parse failure ({reason})")
+        if events and source[:5] == "exec.":
+            events = self._exec_filter(events)
         publish = self.bus.publish
         for ev in events:
             publish(ev)
@@ -518,6 +566,7 @@ class Kernel:
         sub(FeedDisconnected, self._on_disconnected)
         sub(MarketResolved, self._on_resolved)
         sub(OrderEvent, self._on_order_event)
+        sub(PositionCorrected, self._on_position_corrected)
         sub(CancelRequest, lambda ev: self.cancel(ev.strategy, ev.client_id, ev.reason))
         sub(Halt, lambda ev: self._set_state("halted", ev.reason or "halt"))
         sub(Resume, lambda ev: self._set_state("active", ev.reason or "resume"))
@@ -703,7 +752,11 @@ class Kernel:
                 self.emit(pf.pnl(strat, marks, ts=ev.ts))
 
     def _on_order_event(self, ev: OrderEvent) -> None:
-        if ev.__class__ is CancelSubmitted:
+        cls = ev.__class__
+        if cls in _ORDER_NOTES:
+            self._on_order_note(ev)
+            return
+        if cls is CancelSubmitted:
             self._cancel_sent.discard(ev.client_id)
         o, err = self.orders.apply(ev)
         if err is not None:
@@ -718,7 +771,12 @@ class Kernel:
         assert o is not None
         if isinstance(ev, FillEvent):
             self.stats.fills += 1
-            p = self.portfolio.apply_fill(o.strategy, ev)
+            pf = self.portfolio
+            acct0 = _fields(pf.positions.get(ev.asset_id))
+            own0 = _fields(pf.by_strategy.get((o.strategy, ev.asset_id)))
+            cash0 = pf.cash_delta
+            p = pf.apply_fill(o.strategy, ev)
+            self._record_fill(ev, o.strategy, acct0, own0, cash0)
             if o.is_open:
                 self._reserve(o.intent, o.strategy, o.remaining)
             else:
@@ -737,6 +795,127 @@ class Kernel:
             self.emit(pf.pnl("", marks, ts=ev.ts))  # the account's
         elif not o.is_open:
             self.exposure.release(o.client_id)
+
+    # ---------------------------------------------------------------- executor reports
+
+    def _exec_filter(self, events: Sequence[Event]) -> Sequence[Event]:
+        """An executor's report may repeat a fill (a trade seen on the user channel and again in
+        REST after a reconnect): a fill already applied for that order is dropped (counted), so
+        nothing downstream (strategies, reports) sees it twice. A reversal of a fill that was
+        never applied, or already reversed, is dropped too."""
+        out: list[Event] = []
+        fills = self.fills
+        seen: set[str] = set()
+        for ev in events:
+            c = ev.__class__
+            if c is OrderFilled or c is OrderPartiallyFilled:
+                key = f"{ev.client_id}/{ev.trade_id}"  # type: ignore[attr-defined]
+                if key in fills or key in seen:
+                    self.stats.duplicate_fills += 1
+                    continue
+                seen.add(key)
+            elif c is FillReversed:
+                r = fills.get(f"{ev.client_id}/{ev.trade_id}")  # type: ignore[attr-defined]
+                if r is None or r.reversed:
+                    self.drop_input("exec", "reversal_of_unknown_fill", f"{ev.client_id}/{ev.trade_id}")  # type: ignore[attr-defined]
+                    continue
+            out.append(ev)
+        return out
+
+    def _record_fill(self, ev: FillEvent, strategy: str, acct0: list[int], own0: list[int], cash0: int) -> None:
+        pf = self.portfolio
+        acct = [a - b for a, b in zip(_fields(pf.positions.get(ev.asset_id)), acct0)]
+        own = [a - b for a, b in zip(_fields(pf.by_strategy.get((strategy, ev.asset_id))), own0)]
+        fills = self.fills
+        fills[f"{ev.client_id}/{ev.trade_id}"] = FillRecord(ev.client_id, ev.trade_id, strategy, ev.asset_id, ev.side,
+                                                           ev.price, ev.size, ev.fee, acct, own, pf.cash_delta - cash0)  # fmt: skip
+        if len(fills) > MAX_FILL_RECORDS:
+            del fills[next(iter(fills))]
+
+    def _on_order_note(self, ev: OrderEvent) -> None:
+        """Executor reports that are not state-machine transitions."""
+        cls = ev.__class__
+        if cls is OrderAdopted:
+            self._adopt(ev)  # type: ignore[arg-type]
+            return
+        o = self.orders.get(ev.client_id)
+        if cls is OrderSigned:
+            if o is not None and ev.venue_order_id:
+                o.venue_order_id = ev.venue_order_id
+            return
+        r = self.fills.get(f"{ev.client_id}/{ev.trade_id}")  # type: ignore[attr-defined]
+        if cls is FillSettlement:
+            if r is not None:
+                r.status = ev.status  # type: ignore[attr-defined]
+            return
+        if r is None or r.reversed:  # (FillReversed; filtered at the door, kept safe here)
+            return
+        self._reverse(r, ev)  # type: ignore[arg-type]
+
+    def _reverse(self, r: FillRecord, ev: FillReversed) -> None:
+        pf = self.portfolio
+        r.reversed = True
+        r.status = "FAILED"
+        acct = pf.positions.get(r.asset_id)
+        own = pf.by_strategy.get((r.strategy, r.asset_id))
+        if acct is not None:
+            _undo(acct, r.account)
+        if own is not None:
+            _undo(own, r.own)
+        pf.cash_delta -= r.cash
+        self.stats.fills -= 1
+        o = self.orders.get(r.client_id)
+        if o is not None:
+            o.filled -= r.size
+            o.cost -= r.price * r.size // 1_000_000
+            o.fees -= r.fee
+            self.orders._set_open(o, o.is_open)
+            if o.is_open:
+                self._reserve(o.intent, o.strategy, o.remaining)
+        logger.warning("fill reversed (trade {} FAILED): {} {} {} @ {} of {} undone", r.trade_id, r.strategy, r.side,
+                       r.size, r.price, r.client_id)  # fmt: skip
+        self._position_events(r.strategy, r.asset_id, ev.ts)
+
+    def _position_events(self, strategy: str, asset_id: str, ts: int) -> None:
+        self.losses.touch(strategy, asset_id)
+        pf = self.portfolio
+        sp = pf.by_strategy.get((strategy, asset_id))
+        if sp is not None:
+            self.emit(PositionChanged(ts=ts, asset_id=sp.asset_id, market=sp.market, size=sp.size, cost=sp.cost,
+                                      realized_pnl=sp.realized, fees_paid=sp.fees, rebates=sp.rebates,
+                                      strategy=strategy))  # fmt: skip
+        market = pf.market_of(asset_id)
+        if self.catalog.market(market) is not None:
+            self.emit(pf.market_position(market, strategy, ts=ts))
+        marks = pf.marks(self.books)
+        self.emit(pf.pnl(strategy, marks, ts=ts))
+        self.emit(pf.pnl("", marks, ts=ts))
+
+    def _adopt(self, ev: OrderAdopted) -> None:
+        if ev.client_id in self.orders:
+            return
+        it = msgspec.structs.replace(ev.intent, client_id=ev.client_id, ts=ev.ts)
+        o = self.orders.create(it, ev.ts)
+        o.state = "accepted"
+        o.filled = min(ev.filled, it.size)
+        o.venue_order_id = ev.venue_order_id
+        self.orders._set_open(o, True)
+        self._reserve(it, it.strategy, o.remaining)
+        logger.warning("adopted an order the journal did not know: {} {} {} @ {} ({})", it.side, it.size, it.asset_id,
+                       it.price, ev.venue_order_id)  # fmt: skip
+
+    def _on_position_corrected(self, ev: PositionCorrected) -> None:
+        """Book the difference between the venue's position and ours to ``reconcile``."""
+        pf = self.portfolio
+        diff = ev.new_size - pf.size(ev.asset_id)
+        if not diff:
+            return
+        f = OrderFilled(ts=ev.ts, client_id="", trade_id="reconcile", asset_id=ev.asset_id, market=ev.market,
+                        side="BUY" if diff > 0 else "SELL", price=ev.price, size=abs(diff), liquidity="maker")  # fmt: skip
+        pf.apply_fill(RECONCILE, f)
+        logger.warning("position corrected from the venue: {} {} -> {} ({})", ev.asset_id, from_units(ev.new_size - diff),
+                       from_units(ev.new_size), ev.reason)  # fmt: skip
+        self._position_events(RECONCILE, ev.asset_id, ev.ts)
 
     def halt(self, reason: str) -> None:
         """Halt trading from inside the engine (a risk limit tripped)."""
@@ -832,6 +1011,7 @@ class Kernel:
             "resolved": dict(sorted(self.catalog.resolved.items())),
             "portfolio": self.portfolio.to_state(),
             "orders": self.orders.to_state(),
+            "fills": [attrs.astuple(r) for r in self.fills.values()],
             "exposure": self.exposure.to_state(),
             "executor": {"name": self.executor.name, "state": self.executor.to_state()},
             "modes": self.executions.to_state(),
@@ -854,6 +1034,7 @@ class Kernel:
         self.catalog.restore([msgspec.convert(i, MarketInfo) for i in st["catalog"]], st["resolved"])
         self.portfolio.restore(st["portfolio"])
         self.orders.restore(st["orders"])
+        self.fills = {f"{r[0]}/{r[1]}": FillRecord(*r) for r in st.get("fills", [])}
         self.exposure.restore(st["exposure"])
         self.losses.reset()
         self.executions.restore(st.get("modes", []))
@@ -877,6 +1058,10 @@ class Kernel:
         """The comparable part of the state (positions, open orders, PnL, risk state)."""
         st = self.to_state()
         return {k: st[k] for k in ("seq", "trading_state", "portfolio", "orders", "exposure", "timers", "executor", "modes", "risk", "strategies")}
+
+
+#: executor reports that are not state-machine transitions
+_ORDER_NOTES: frozenset[type] = frozenset({OrderSigned, FillSettlement, FillReversed, OrderAdopted})
 
 
 def _sanity(it: OrderIntent) -> str:
