@@ -19,6 +19,7 @@ common tasks:
   polybot halt --config CFG                    halt a running daemon (resume, flatten, ...)
   polybot strategies                           list installed strategies and their params
   polybot bench                                measure the engine's speed and memory
+  polybot doctor --config CFG                  preflight checks before live trading
 """
 
 
@@ -38,6 +39,12 @@ def cmd_run(a: argparse.Namespace) -> int:
     from .logs import setup_logging
 
     cfg = _load_cfg(a.config)
+    if getattr(a, "dry_run", False):
+        # sign and journal every order, send none (the executor's dry_run param)
+        import msgspec
+
+        cfg = msgspec.structs.replace(cfg, executor=msgspec.structs.replace(
+            cfg.executor, params={**cfg.executor.params, "dry_run": True}))  # fmt: skip
     setup_logging(a.log_level or cfg.logging.level, cfg.logging.json, cfg.logging.file)
     summary = run_daemon(cfg)
     sys.stdout.write(_json(summary) + "\n")
@@ -248,6 +255,38 @@ def cmd_sim(a: argparse.Namespace) -> int:
         return _fail(f"sim: {exc}")
 
 
+def cmd_doctor(a: argparse.Namespace) -> int:
+    """Preflight checks of the configured executor: its class names a module in the class
+    attribute ``doctor_module``; that module has ``async run_doctor(cfg, secrets, params)`` and
+    ``format_report(checks)``. polybot itself knows no adapter."""
+    import asyncio
+    import importlib
+
+    import msgspec
+
+    from .config import ConfigError, SecretsConfig, load_secrets
+    from .wiring import _by_name
+
+    cfg = _load_cfg(a.config)
+    kind = cfg.executor.kind
+    try:
+        cls = _by_name("polybot.executors", kind)
+    except (LookupError, ImportError, ValueError, AttributeError) as exc:
+        return _fail(f"{cfg.source_path or '<config>'}: executor.kind: {exc}")
+    module_name = getattr(cls, "doctor_module", None)
+    if not module_name:
+        sys.stdout.write(f"executor {kind!r} has no preflight checks (nothing to check before a paper or replay run)\n")
+        return 0
+    mod = importlib.import_module(module_name)
+    try:
+        secrets = load_secrets(cfg)
+    except ConfigError:  # the doctor's secrets-file check says why; go on with the environment's
+        secrets = load_secrets(msgspec.structs.replace(cfg, secrets=SecretsConfig()))
+    checks = asyncio.run(mod.run_doctor(cfg, secrets, dict(cfg.executor.params)))
+    sys.stdout.write(mod.format_report(checks) + "\n")
+    return 1 if any(c.ok is False for c in checks) else 0
+
+
 def cmd_version(a: argparse.Namespace) -> int:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -272,6 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="run the daemon from a config file")
     r.add_argument("--config", required=True, help="TOML config (see config/demo.toml)")
+    r.add_argument("--dry-run", action="store_true",
+                   help="live executor: sign and journal every order, send none")  # fmt: skip
     r.set_defaults(fn=cmd_run)
 
     rp = sub.add_parser("replay", help="replay a recording or journal through the engine",
@@ -350,6 +391,14 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--recording", help="replay this recording's frames instead of the random walk")
     sm.add_argument("--speed", type=float, default=1.0, help="recording pacing (0 = as fast as possible)")
     sm.set_defaults(fn=cmd_sim)
+
+    dr = sub.add_parser("doctor", help="preflight checks before live trading (keys, wallet, balance, clock, network)",
+                        description="Check what the configured executor needs before a live session: params, private "
+                                    "key and API credentials, wallet and signature type, balance and allowances, "
+                                    "clock skew, reachability, geoblock, secrets-file permissions. Exit 0 when no "
+                                    "check failed, 1 otherwise. Secrets are never printed.")  # fmt: skip
+    dr.add_argument("--config", required=True, help="TOML config with the [executor] to check")
+    dr.set_defaults(fn=cmd_doctor)
 
     v = sub.add_parser("version", help="print the version")
     v.set_defaults(fn=cmd_version)

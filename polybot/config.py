@@ -209,6 +209,13 @@ def load_secrets(cfg: Config, env: dict[str, str] | None = None) -> Secrets:
     if cfg.secrets.file:
         p = Path(os.path.expanduser(cfg.secrets.file))
         try:
+            mode = p.stat().st_mode
+        except OSError:
+            mode = 0
+        if mode & 0o077:
+            raise ConfigError(f"{p}: the secrets file is readable by other users (mode {mode & 0o777:o}): "
+                              f"run chmod 600 {p}")  # fmt: skip
+        try:
             data = msgspec.toml.decode(p.read_bytes())
         except OSError as exc:
             raise ConfigError(f"{p}: cannot read secrets file: {exc.strerror or exc}") from None

@@ -90,9 +90,13 @@ def build_executor(cfg: Config, kind: str | None = None, params: dict[str, Any] 
     except (LookupError, ImportError, ValueError, AttributeError) as exc:
         raise ConfigError(f"{file}: executor.kind: {exc}") from None
     try:
-        return cls(**params)  # type: ignore[no-any-return]
+        ex = cls(**params)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{file}: executor.params: {exc}") from None
+    configure = getattr(ex, "configure", None)
+    if configure is not None:  # a live executor reads its credentials (env / secrets file)
+        configure(cfg)
+    return ex  # type: ignore[no-any-return]
 
 
 def build_kernel(

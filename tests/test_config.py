@@ -27,6 +27,7 @@ PASSPHRASE = "pass-phrase-xyz-987"
 def write(tmp_path: Path, text: str, name: str = "polybot.toml") -> Path:
     p = tmp_path / name
     p.write_text(text)
+    p.chmod(0o600)  # a secrets file must not be readable by others (and a config may be 0600 too)
     return p
 
 
@@ -297,6 +298,17 @@ def test_repr_never_shows_secrets(tmp_path: Path) -> None:
     assert "private_key=***" in repr(s)
     assert not hasattr(s, "__dict__")
     assert repr(Secrets({})) == "Secrets()"
+
+
+def test_a_secrets_file_readable_by_others_is_refused(tmp_path: Path) -> None:
+    f = write(tmp_path, f'private_key = "{PK}"\n', "open-secrets.toml")
+    for mode in (0o644, 0o640, 0o604):
+        f.chmod(mode)
+        with pytest.raises(ConfigError) as ei:
+            load_secrets(parse_config({"secrets": {"file": str(f)}}), {})
+        assert "chmod 600" in str(ei.value) and "open-secrets.toml" in str(ei.value) and PK not in str(ei.value)
+    f.chmod(0o400)
+    assert load_secrets(parse_config({"secrets": {"file": str(f)}}), {}).get("private_key") == PK
 
 
 @pytest.mark.parametrize(
