@@ -246,7 +246,9 @@ def cmd_sim(a: argparse.Namespace) -> int:
     setup_logging(a.log_level or "INFO")
     try:
         cfg = SimConfig(host=a.host, port=a.port, seed=a.seed, n_markets=a.markets, rate=a.rate,
-                        tick_size=a.tick, recording=a.recording, speed=a.speed)  # fmt: skip
+                        tick_size=a.tick, recording=a.recording, speed=a.speed, chain_id=a.chain_id,
+                        neg_risk=a.neg_risk, cash=a.cash, allowance=a.allowance,
+                        heartbeat_timeout_s=a.heartbeat_timeout, geoblocked=a.geoblocked)  # fmt: skip
     except ValueError as exc:
         return _fail(str(exc))
     try:
@@ -381,7 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     sy.add_argument("--seed", type=int, default=7)
     sy.set_defaults(fn=cmd_synth)
 
-    sm = sub.add_parser("sim", help="run a local Polymarket exchange simulator (market WS, REST, Gamma)")
+    sm = sub.add_parser("sim", help="run a local Polymarket exchange simulator (market WS, REST, Gamma, trading, user WS)")
     sm.add_argument("--host", default="127.0.0.1")
     sm.add_argument("--port", type=int, default=8765, help="0 = any free port (default 8765)")
     sm.add_argument("--seed", type=int, default=1)
@@ -390,6 +392,13 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--tick", default="0.01", choices=["0.01", "0.001"])
     sm.add_argument("--recording", help="replay this recording's frames instead of the random walk")
     sm.add_argument("--speed", type=float, default=1.0, help="recording pacing (0 = as fast as possible)")
+    sm.add_argument("--chain-id", type=int, default=137, help="EIP-712 chain id of auth and orders (default 137)")
+    sm.add_argument("--neg-risk", action="store_true", help="make every market neg-risk (neg-risk exchange domain)")
+    sm.add_argument("--cash", default="10000", help="pUSD each trading account starts with (default 10000)")
+    sm.add_argument("--allowance", help="pUSD approved to the exchanges (default unlimited)")
+    sm.add_argument("--heartbeat-timeout", type=float, default=10.0,
+                    help="seconds without a heartbeat before a key's orders are canceled (default 10)")
+    sm.add_argument("--geoblocked", action="store_true", help="/api/geoblock answers blocked")
     sm.set_defaults(fn=cmd_sim)
 
     dr = sub.add_parser("doctor", help="preflight checks before live trading (keys, wallet, balance, clock, network)",
