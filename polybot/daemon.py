@@ -257,6 +257,7 @@ class Daemon:
             tg.start_soon(self._flusher)
             tg.start_soon(self._status)
             async with anyio.create_task_group() as feeds_tg:
+                self._feeds_scope = feeds_tg.cancel_scope
                 feeds_tg.start_soon(self._signals, feeds_tg.cancel_scope)
                 if self.cfg.engine.run_for_s > 0:
                     feeds_tg.start_soon(self._run_for, self.cfg.engine.run_for_s, feeds_tg.cancel_scope)
@@ -270,6 +271,12 @@ class Daemon:
             send.close()
             tg.cancel_scope.cancel()
         return self.finish()
+
+    def request_stop(self) -> None:
+        """Start the clean shutdown (as SIGTERM does), from inside the event loop."""
+        scope = getattr(self, "_feeds_scope", None)
+        if scope is not None:
+            scope.cancel()
 
     async def _shutdown(self, send: ObjectSendStream[InboundRecord]) -> None:
         k = self.kernel

@@ -81,6 +81,7 @@ USER_SOURCE = "polymarket.user"
 BATCH_MAX = 15
 SETTLED = ("MINED", "CONFIRMED", "RETRYING")
 PENDING_STATES = ("submitted", "unknown")
+_STATE_TRIGGER = {"halted": "halt", "reducing": "reducing"}  # trading state -> cancel_all_on value
 
 
 def USER_DECODER(msg: bytes, ts: int) -> Sequence[Event]:  # noqa: N802 - an entry point name
@@ -309,7 +310,7 @@ class ClobExecutor(Executor):
             self.kernel.bus.unsubscribe(self._on_trading_state, TradingStateChanged)
 
     def _on_trading_state(self, ev: TradingStateChanged) -> None:
-        if ev.state in self.params.cancel_all_on and not self.dry_run:
+        if _STATE_TRIGGER.get(ev.state, "") in self.params.cancel_all_on and not self.dry_run:
             self._in_flight += 1
             self._send_q.send_nowait(("cancel_all", ev.reason))
 
@@ -495,9 +496,12 @@ class ClobExecutor(Executor):
             r = await self.clob.request("POST", "/order" if one else "/orders", body)
         except HttpError as err:
             if err.maybe_processed:
+                # unknown, never rejected; an order the user channel already reported (accepted,
+                # filled) is known and needs nothing more
+                pending = [(o, so) for o, so, _ in chunk if o.state in PENDING_STATES]
                 await self._report([OrderUnknown(ts=0, reason=str(err), **self._common(o, so.order_hash))
-                                    for o, so, _ in chunk])  # fmt: skip
-                for o, so, _ in chunk:
+                                    for o, so in pending])  # fmt: skip
+                for o, so in pending:
                     await self._resolve(o, so)
             elif err.status == 429:  # refused unprocessed: the same signed orders again, later
                 await anyio.sleep(1.0)
@@ -549,6 +553,8 @@ class ClobExecutor(Executor):
                 found = None
             if isinstance(found, dict) and found.get("id"):
                 await self._report(self._from_venue_order(o, found))
+                if _shares(found.get("size_matched")):
+                    await self._sync_trades()  # its fills (the user channel may have missed them)
                 return
             if not resend:
                 continue
@@ -844,13 +850,7 @@ class ClobExecutor(Executor):
                 except HttpError as err:
                     logger.error("reconciliation: cancelling {} unknown order(s) failed: {}", len(stray), err)
             # trades first (fills we missed), then the orders the venue no longer has open
-            after = int(time.time() - self.params.trades_lookback_s)
-            trades = await self._pages("/data/trades", {"after": str(after)})
-            tev: list[Event] = []
-            for t in trades:
-                tev.extend(self._translate_trade(t))
-            summary["trades"] = len(trades)
-            await self._report(tev)
+            summary["trades"] = await self._sync_trades()
             closing: list[Event] = []
             for o in list(k.orders.open_orders()):
                 h = o.venue_order_id or (self._signed[o.client_id].order_hash if o.client_id in self._signed else "")
@@ -884,6 +884,17 @@ class ClobExecutor(Executor):
         detail = ", ".join(f"{k_} {v}" for k_, v in summary.items())
         logger.info("reconciled ({}): {}", why, detail)
         await self._report([ExecutorNotice(ts=0, executor=self.name, kind="reconciled", detail=f"{why}: {detail}")])
+
+    async def _sync_trades(self) -> int:
+        """Recent trades from REST, as the user channel would have reported them (the kernel
+        drops the fills it already has)."""
+        after = int(time.time() - self.params.trades_lookback_s)
+        trades = await self._pages("/data/trades", {"after": str(after)})
+        events: list[Event] = []
+        for t in trades:
+            events.extend(self._translate_trade(t))
+        await self._report(events)
+        return len(trades)
 
     async def _reconcile_positions(self) -> int:
         """Data API v2 positions vs the account's; assets with fills not yet settled on chain
