@@ -383,7 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
     sy.add_argument("--seed", type=int, default=7)
     sy.set_defaults(fn=cmd_synth)
 
-    sm = sub.add_parser("sim", help="run a local Polymarket exchange simulator (market WS, REST, Gamma, trading, user WS)")
+    sm = sub.add_parser("sim", help="run a local Polymarket exchange simulator (market WS, REST, Gamma, "
+                                    "trading, user WS)")
     sm.add_argument("--host", default="127.0.0.1")
     sm.add_argument("--port", type=int, default=8765, help="0 = any free port (default 8765)")
     sm.add_argument("--seed", type=int, default=1)

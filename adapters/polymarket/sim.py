@@ -9,8 +9,8 @@ One aiohttp server (127.0.0.1, ephemeral port by default) speaks the protocol of
   frame), trade-triggered ``book`` frames followed a few ms later by a ``last_trade_price``
   print, ``tick_size_change``, and with ``custom_feature_enabled`` ``best_bid_ask``,
   ``new_market`` and ``market_resolved``. Every hash is the real book hash (§1.8), computed with
-  :func:`polybot.bookhash.book_hash_wire`; ``min_order_size`` "5" and ``neg_risk`` false enter
-  it as on the real venue.
+  :func:`polybot.bookhash.book_hash_wire`; ``min_order_size`` "5" and ``neg_risk`` (false unless
+  ``SimConfig.neg_risk``) enter it as on the real venue.
 * CLOB REST: ``GET /book``, ``POST /books``, ``GET /tick-size``, ``/neg-risk``, ``/time``,
   ``/ok``, ``/markets/0x<condition id>``.
 * Gamma: ``GET /markets`` (filters ``id``, ``slug``, ``condition_ids``, ``clob_token_ids``,
@@ -19,7 +19,13 @@ One aiohttp server (127.0.0.1, ephemeral port by default) speaks the protocol of
 * Control (JSON, GET or POST, parameters in the query or a JSON body) under ``/_sim/``:
   ``state``, ``step``, ``pause``, ``resume``, ``drop``, ``freeze``, ``malformed``, ``crossed``,
   ``tick_size``, ``trade``, ``resolve``, ``add_market``; the same operations are methods of
-  :class:`SimServer`.
+  :class:`SimServer`. Other actions go to the exchange.
+* Trading (:class:`~adapters.polymarket.simexchange.SimExchange`, ``server.exchange``): L1/L2
+  auth, ``POST /order`` and ``/orders``, cancels, ``/data/orders``, ``/data/order/{id}``,
+  ``/data/trades``, ``/balance-allowance``, ``/v1/heartbeats``, the user channel ``/ws/user``,
+  the Data API's ``/v2/positions``, ``/api/geoblock``, ``/version`` and the trading faults. Marketable
+  orders take liquidity from the walk's book (published like the walk's own trades); resting
+  orders stay with the exchange and fill as makers when a walk event crosses them.
 
 The markets are a seeded random walk of binary markets. Each market keeps ONE book in YES terms
 (integer base units, 6 decimals); the NO token's book is rendered from it as the mirror (a YES
@@ -57,6 +63,8 @@ from loguru import logger
 from polybot.bookhash import book_hash_wire, ltp_candidates, ltp_str
 from polybot.units import ONE, from_units, to_units
 
+from .simexchange import SimExchange
+
 SOURCE = "polymarket.market"
 
 __all__ = ["SimConfig", "SimServer", "load_recording", "run_sim"]
@@ -87,6 +95,15 @@ class SimConfig(msgspec.Struct, kw_only=True):
     speed: float = 1.0  # recording pacing: 1 real time, 10 ten times faster, 0 as fast as possible
     clock: Callable[[], int] = time.time_ns
     autostart: bool = True  # run the walk / replay by itself once started (else: step())
+    # the trading side (adapters/polymarket/simexchange.py)
+    chain_id: int = 137  # EIP-712 domains of ClobAuth and the orders
+    neg_risk: bool = False  # every walk market is neg-risk (orders signed against the neg-risk exchange)
+    cash: str = "10000"  # pUSD each account starts with
+    allowance: str | None = None  # pUSD approved to the exchanges; None = unlimited
+    heartbeat_timeout_s: float = 10.0  # cancel a key's orders after this long without a heartbeat
+    mined_ms: int = 50  # trade MATCHED -> MINED after this long
+    confirmed_ms: int = 100  # ... and -> CONFIRMED (from the match)
+    geoblocked: bool = False  # /api/geoblock answers blocked
 
     def __post_init__(self) -> None:
         if self.tick_size not in TICKS:
@@ -96,6 +113,12 @@ class SimConfig(msgspec.Struct, kw_only=True):
         for name in ("trade_prob", "split_prob", "tick_change_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1]")
+        for name in ("cash", "allowance"):
+            v = getattr(self, name)
+            if v is not None and to_units(str(v)) < 0:  # to_units raises on non-decimals
+                raise ValueError(f"{name} must be >= 0")
+        if self.heartbeat_timeout_s <= 0 or not 0 <= self.mined_ms <= self.confirmed_ms:
+            raise ValueError("heartbeat_timeout_s > 0 and 0 <= mined_ms <= confirmed_ms required")
 
 
 def _compact(obj: Any) -> str:
@@ -151,6 +174,7 @@ class _Market:
         self.resolved = False
         self.winner: str | None = None
         self.last_top: tuple[int | None, int | None] = (None, None)
+        self.neg_risk = False  # enters the book hash, /neg-risk, Gamma and the order domain
 
     @property
     def assets(self) -> tuple[str, str]:
@@ -178,10 +202,11 @@ class _Market:
         """The book summary with its real hash (REST key order; the dump reorders)."""
         bids, asks = self.sides(asset)
         bw, aw = _wire(bids, asks)
-        h = book_hash_wire(self.cid, asset, self.ts, bw, aw, MIN_ORDER_SIZE, self.tick_str, False, self.ltp)
+        h = book_hash_wire(self.cid, asset, self.ts, bw, aw, MIN_ORDER_SIZE, self.tick_str, self.neg_risk,
+                           self.ltp)
         return {"market": self.cid, "asset_id": asset, "timestamp": self.ts, "hash": h, "bids": _levels(bw),
                 "asks": _levels(aw), "min_order_size": MIN_ORDER_SIZE, "tick_size": self.tick_str,
-                "neg_risk": False, "last_trade_price": self.ltp}  # fmt: skip
+                "neg_risk": self.neg_risk, "last_trade_price": self.ltp}  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------
@@ -406,6 +431,7 @@ class SimServer:
         else:
             for _ in range(cfg.n_markets):
                 self._new_market()
+        self.exchange = SimExchange(self, cfg)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -428,6 +454,7 @@ class SimServer:
         r.add_get("/events", self._h_events)
         r.add_get("/events/{id}", self._h_event_one)
         r.add_route("*", "/_sim/{action}", self._h_control)
+        self.exchange.add_routes(r)
         r.add_get("/", self._h_index)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
@@ -435,6 +462,7 @@ class SimServer:
         await site.start()
         self._runner = runner
         self._port = int(runner.addresses[0][1])
+        self.exchange.start()
         if self.config.autostart:
             loop = self._replay_loop() if self._replay is not None else self._walk_loop()
             self._task = asyncio.get_running_loop().create_task(loop)
@@ -448,6 +476,7 @@ class SimServer:
             except (asyncio.CancelledError, Exception):  # noqa: BLE001
                 pass
             self._task = None
+        await self.exchange.stop()
         for c in list(self._conns):
             try:
                 await asyncio.wait_for(c.ws.close(code=1001, message=b"server shutdown"), 0.5)
@@ -483,6 +512,10 @@ class SimServer:
         return f"ws://{self.config.host}:{self.port}{WS_PATH}"
 
     @property
+    def user_ws_url(self) -> str:
+        return f"ws://{self.config.host}:{self.port}/ws/user"
+
+    @property
     def markets(self) -> list[dict[str, Any]]:
         """``[{"condition_id","yes","no","slug","gamma_id","tick_size","resolved"}]``."""
         return [{"condition_id": m.cid, "yes": m.yes, "no": m.no, "slug": m.slug, "gamma_id": m.gamma_id,
@@ -497,6 +530,7 @@ class SimServer:
         yes, no = (str(ids.randrange(10**76, 2**256)) for _ in range(2))
         qid = f"0x{ids.getrandbits(256):064x}"
         m = _Market(idx, cid, yes, no, qid, self._base_tick, self._clock())
+        m.neg_risk = self.config.neg_risk
         t, L = m.tick, self.config.levels
         bb = rng.randint(25, 75) * CENT // t * t
         ba = bb + t * rng.choice((1, 1, 2))
@@ -771,6 +805,7 @@ class SimServer:
         if not done:
             self._batch(m, split=rng.random() < cfg.split_prob)
         self._auto_tick(m)
+        self.exchange.on_walk(m)
 
     def _apply(self, m: _Market, side: int, price: int, size: int) -> None:
         book = m.bids if side == BID else m.asks
@@ -1233,9 +1268,10 @@ class SimServer:
         return self._json({"minimum_tick_size": float(b["tick_size"])})
 
     async def _h_neg_risk(self, request: web.Request) -> web.Response:
-        if self.book(request.query.get("token_id", "")) is None:
+        b = self.book(request.query.get("token_id", ""))
+        if b is None:
             return self._json(NO_BOOK, 404)
-        return self._json({"neg_risk": False})
+        return self._json({"neg_risk": b["neg_risk"]})
 
     async def _h_time(self, request: web.Request) -> web.Response:
         return self._json(self._clock() // 1_000_000_000)
@@ -1262,7 +1298,7 @@ class SimServer:
             "featured": False, "questionID": m.question_id, "enableOrderBook": True,
             "orderPriceMinTickSize": float(m.tick_str), "orderMinSize": 5, "endDateIso": _iso(end_ns)[:10],
             "startDateIso": _iso(m.created_ns)[:10], "clobTokenIds": json.dumps([m.yes, m.no]),
-            "makerBaseFee": 0, "takerBaseFee": 0, "acceptingOrders": not m.resolved, "negRisk": False,
+            "makerBaseFee": 0, "takerBaseFee": 0, "acceptingOrders": not m.resolved, "negRisk": m.neg_risk,
             "negRiskOther": False, "spread": (ba - bb) / ONE if bb is not None and ba is not None else 1.0,
             "lastTradePrice": float(m.ltp) if m.ltp else 0, "bestBid": (bb or 0) / ONE, "bestAsk": (ba or ONE) / ONE,
             "umaResolutionStatuses": "[]", "feesEnabled": True, "feeType": "sim_fees",
@@ -1274,7 +1310,8 @@ class SimServer:
         return {"id": str(800_000 + m.idx), "ticker": m.slug, "slug": m.slug, "title": m.question,
                 "description": g["description"], "startDate": g["startDate"], "endDate": g["endDate"],
                 "active": True, "closed": m.resolved, "archived": False, "restricted": False,
-                "enableOrderBook": True, "negRisk": False, "enableNegRisk": False, "negRiskAugmented": False,
+                "enableOrderBook": True, "negRisk": m.neg_risk, "enableNegRisk": m.neg_risk,
+                "negRiskAugmented": False,
                 "markets": [g], "series": [], "tags": [], "version": "v1"}  # fmt: skip
 
     @staticmethod
@@ -1341,7 +1378,7 @@ class SimServer:
                     "condition_id": m.cid, "question_id": m.question_id, "question": m.question,
                     "market_slug": m.slug, "active": True, "closed": m.resolved, "accepting_orders": not m.resolved,
                     "enable_order_book": True, "minimum_order_size": 5, "minimum_tick_size": float(m.tick_str),
-                    "neg_risk": False, "tokens": [
+                    "neg_risk": m.neg_risk, "tokens": [
                         {"token_id": m.yes, "outcome": "Yes", "price": mid / ONE, "winner": m.winner == m.yes},
                         {"token_id": m.no, "outcome": "No", "price": (ONE - mid) / ONE, "winner": m.winner == m.no}],
                 })  # fmt: skip
@@ -1421,7 +1458,7 @@ class SimServer:
         elif action == "add_market":
             return {"ok": True, "market": self.add_market()}
         else:
-            raise KeyError(action)
+            return self.exchange.control(action, p)  # KeyError: unknown control
         return {"ok": True}
 
 
@@ -1446,7 +1483,7 @@ def run_sim(config: SimConfig, out: TextIO | None = None) -> int:
         for m in server.markets:
             w.write(f"  market  {m['slug']}  {m['condition_id']}\n          YES {m['yes']}\n          NO  {m['no']}\n")
         w.write(f"  rest    {server.rest_url}\n  gamma   {server.gamma_url}\n  control {server.rest_url}/_sim/state\n"
-                f"  ws      {server.ws_url}\n")  # fmt: skip
+                f"  ws      {server.ws_url}\n  user ws {server.user_ws_url}\n")  # fmt: skip
         w.flush()
         try:
             await stop.wait()
