@@ -23,7 +23,7 @@ from polybot.events import (
     OrderSubmitted,
     OrderUnknown,
 )
-from polybot.execution.orders import TERMINAL, TRANSITIONS, OrderStore
+from polybot.execution.orders import STALE, TERMINAL, TRANSITIONS, OrderStore
 
 SHARE = 1_000_000
 
@@ -106,14 +106,12 @@ def test_filled_event_for_part_of_the_order_is_partial() -> None:
 @pytest.mark.parametrize(
     ("path", "bad"),
     [
-        (["submitted", "accepted", "filled"], "accepted"),
         (["submitted", "accepted", "filled"], "cancelled"),
         (["submitted", "accepted", "filled"], "partially_filled"),
         (["submitted", "accepted", "filled"], "filled"),  # a duplicate fill is not counted twice
         (["submitted", "rejected"], "accepted"),
         (["submitted", "rejected"], "filled"),
-        (["submitted", "accepted", "cancelled"], "accepted"),
-        (["submitted", "accepted", "cancelled"], "unknown"),
+        (["submitted", "rejected"], "unknown"),
         ([], "accepted"),  # created -> accepted: never submitted
         ([], "filled"),
         (["submitted", "accepted"], "submitted"),
@@ -128,6 +126,27 @@ def test_illegal_transitions_are_errors_and_change_nothing(path: list[str], bad:
     assert got is o
     assert err is not None and "illegal transition" in err and o.client_id in err
     assert bad in err
+    assert (o.state, o.filled, o.cost, o.fees, o.updated_ts, o.is_open, len(store.open_orders())) == before
+
+
+@pytest.mark.parametrize(
+    ("path", "late"),
+    [
+        (["submitted", "accepted", "filled"], "accepted"),  # the REST answer after the user channel's fill
+        (["submitted", "partially_filled"], "accepted"),
+        (["submitted", "accepted", "cancelled"], "accepted"),
+        (["submitted", "accepted", "cancelled"], "unknown"),  # a timeout reported after the cancel landed
+        (["submitted", "filled"], "unknown"),
+        (["submitted", "accepted"], "unknown"),
+    ],
+)
+def test_an_acknowledgement_overtaken_by_a_later_state_is_moot(path: list[str], late: str) -> None:
+    store, o = make()
+    for s in path:
+        ok(store, event_for(s, o))
+    before = (o.state, o.filled, o.cost, o.fees, o.updated_ts, o.is_open, len(store.open_orders()))
+    got, err = store.apply(event_for(late, o, ts=99))
+    assert got is o and err is None
     assert (o.state, o.filled, o.cost, o.fees, o.updated_ts, o.is_open, len(store.open_orders())) == before
 
 
@@ -300,7 +319,8 @@ def test_random_event_sequences_follow_the_table(pre_submit: bool, seq: list[tup
         assert got is o
         is_fill = isinstance(ev, FillEvent)
         legal = kind in TRANSITIONS[old] or (kind == old and not is_fill)
-        if kind == "cancel_pending" and old in TERMINAL:  # a cancel that crossed the end: moot
+        if (kind == "cancel_pending" and old in TERMINAL) or old in STALE.get(kind, ()):
+            # a cancel that crossed the end, or an acknowledgement overtaken by a later state: moot
             assert err is None and o.state == old and (o.filled, o.cost, o.fees, o.updated_ts) == before
             continue
         if not legal:
@@ -349,8 +369,9 @@ def test_every_transition_is_allowed_or_refused_as_the_table_says(start: str, ta
     before = (o.state, o.filled, o.updated_ts)
     got, err = store.apply(event_for(target, o, ts=99))
     repeat_ok = target == start and target not in ("partially_filled", "filled")  # idempotent repeat
-    if target == "cancel_pending" and start in TERMINAL:
-        # a cancel that crossed the order's end (its fill was still queued): moot, nothing changes
+    if (target == "cancel_pending" and start in TERMINAL) or start in STALE.get(target, ()):
+        # a cancel that crossed the order's end (its fill was still queued), or an acknowledgement
+        # (accepted, unknown) overtaken by a later state: moot, nothing changes
         assert err is None and (o.state, o.filled, o.updated_ts) == before
     elif target in TRANSITIONS[start] or repeat_ok:
         assert err is None, err

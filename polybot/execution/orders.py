@@ -61,6 +61,13 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     "rejected": frozenset(),
 }
 
+#: an acknowledgement that arrives after the order moved past it (a live venue's REST answer or a
+#: resolution racing the user channel's fill or cancel): stale, nothing changes, no error
+STALE: dict[str, frozenset[str]] = {
+    "accepted": frozenset({"partially_filled", "filled", "cancelled", "expired"}),
+    "unknown": frozenset({"accepted", "partially_filled", "filled", "cancel_pending", "cancelled", "expired"}),
+}
+
 EVENT_STATE: dict[type, str] = {
     OrderSubmitted: "submitted",
     OrderAccepted: "accepted",
@@ -195,6 +202,9 @@ class OrderStore:
             return None, f"unknown order {ev.client_id!r}"
         new = EVENT_STATE[type(ev)]
         old = o.state
+        stale = STALE.get(new)
+        if stale is not None and old in stale:
+            return o, None
         if new == "cancel_pending" and old in TERMINAL:
             # the cancel crossed the order's end (a fill queued behind the event that prompted
             # the cancel): there is nothing left to cancel, and nothing changes
