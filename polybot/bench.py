@@ -291,6 +291,22 @@ def _standard_stream(quick: bool) -> dict[str, Any]:
     return out
 
 
+def _live_figures(quick: bool) -> dict[str, Any]:
+    """The live executor's own figures (signing, intent -> wire on loopback), when it and its
+    ``live`` extra are installed: found through the ``clob`` executor's ``bench_module``."""
+    import importlib
+
+    from .wiring import _by_name
+
+    try:
+        cls = _by_name("polybot.executors", "clob")
+        mod = importlib.import_module(cls.bench_module)
+        return mod.live_figures(quick)  # type: ignore[no-any-return]
+    except (LookupError, ImportError, AttributeError, ValueError) as exc:
+        sys.stderr.write(f"bench: live executor figures skipped ({exc})\n")
+        return {}
+
+
 def collect(quick: bool = False) -> dict[str, Any]:
     from .synthetic import binary_market_stream, write_stream
 
@@ -318,6 +334,7 @@ def collect(quick: bool = False) -> dict[str, Any]:
         figs["replay_read_peak_mb_10x"] = _read_peak_mb(big)
     figs.update(_risk_chain_cost(5_000 if quick else 20_000))
     figs.update(_strategy_costs(2 if quick else 5))
+    figs.update(_live_figures(quick))
     figs["cli_help_s"] = _help_seconds()
     figs["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     figs["python"] = sys.version.split()[0]
@@ -360,6 +377,10 @@ ROWS = [
         (f"strat_{name}_fills", f"  {name}: fills in that replay", "", "{:,.0f}"),
         (f"strat_{name}_net_pnl", f"  {name}: net PnL in that replay", "pUSD", "{:,.4f}"),
     )],
+    ("live_sign_p50_us", "live: sign + serialise one order, p50", "us", "{:.1f}"),
+    ("live_sign_p99_us", "live: sign + serialise one order, p99", "us", "{:.1f}"),
+    ("live_wire_p50_us", "live: intent -> request at the simulator, p50", "us", "{:.1f}"),
+    ("live_wire_p99_us", "live: intent -> request at the simulator, p99", "us", "{:.1f}"),
     ("replay_read_peak_mb_small", "replay read, peak traced memory (1x file)", "MB", "{:.2f}"),
     ("replay_read_peak_mb_10x", "replay read, peak traced memory (10x file)", "MB", "{:.2f}"),
     ("cli_help_s", "polybot --help wall time (best of 5)", "s", "{:.3f}"),

@@ -248,6 +248,7 @@ class ClobExecutor(Executor):
     name = "clob"
     asynchronous = True
     doctor_module = "adapters.polymarket.doctor"
+    bench_module = "adapters.polymarket.livebench"
 
     def __init__(self, **params: Any) -> None:
         super().__init__()
