@@ -179,7 +179,7 @@ class KernelStats:
 
 
 _POS_FIELDS = ("size", "cost", "realized", "fees", "bought", "sold", "rebates")
-MAX_FILL_RECORDS = 50_000
+MAX_FILL_RECORDS = 10_000  # the newest fills (repeats and FAILED trades come within minutes)
 
 
 @attrs.define

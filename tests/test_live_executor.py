@@ -326,3 +326,27 @@ async def test_planted_secrets_never_reach_any_output(tmp_path: Path, monkeypatc
     from adapters.polymarket.live import _alias
 
     assert _alias(api.api_key).encode() in outputs[rig.daemon.journal_path]
+
+
+async def test_a_429_is_sent_again_without_becoming_unknown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with live_rig(tmp_path, monkeypatch) as rig:
+        yes = rig.market["yes"]
+        bid, _ = rig.top(yes)
+        rig.sim.exchange.error_next(429, 2)  # rate limited twice: not processed by the venue
+        a = rig.submit(yes, "BUY", bid - 10_000, TEN)
+        await rig.until(lambda: rig.order(a).state == "accepted", what="accepted after the 429s")
+        assert not any(ev["type"] == "order_unknown" for ev in _exec_inputs(rig))
+        assert rig.posts()[rig.order(a).venue_order_id] == 1 and rig.executor.resends == 0
+
+
+async def test_token_buckets_hold_the_documented_rates() -> None:
+    from adapters.polymarket.live import LIMITS, TokenBucket
+
+    assert LIMITS[("POST", "/order")] == [(3500, 10), (36000, 600)]
+    assert LIMITS[("POST", "/orders")] == [(1000, 10), (15000, 600)]
+    b = TokenBucket(5, 0.1)  # 5 requests per 100 ms
+    t = time.monotonic()
+    for _ in range(15):
+        await b.take()
+    elapsed = time.monotonic() - t
+    assert 0.17 <= elapsed < 0.6 and b.waited > 0  # the burst of 5 at once, then 50 per second

@@ -267,6 +267,7 @@ class ClobExecutor(Executor):
         self._by_hash: dict[str, str] = {}  # order hash -> client id
         self._signed: dict[str, SignedOrder] = {}  # client id -> what was (or will be) sent
         self._fill_status: dict[tuple[str, str], str] = {}  # (trade id, hash) -> last status
+        self._posting: set[str] = set()  # hashes of orders on their way (reconciliation leaves them be)
         self._out: ObjectSendStream[InboundRecord] | None = None
         self._clock: Clock | None = None
         self.clob: Clob | None = None
@@ -487,30 +488,30 @@ class ClobExecutor(Executor):
             await self._post(signed[i : i + BATCH_MAX])
 
     async def _post(self, chunk: list[tuple[Order, SignedOrder, int]]) -> None:
+        hashes = [so.order_hash for _, so, _ in chunk]
+        self._posting.update(hashes)
+        try:
+            await self._post_chunk(chunk)
+        finally:
+            self._posting.difference_update(hashes)
+
+    async def _post_chunk(self, chunk: list[tuple[Order, SignedOrder, int]]) -> None:
         assert self.clob is not None
         one = len(chunk) == 1
         body = msgspec.json.encode(chunk[0][1].body if one else [so.body for _, so, _ in chunk])
         now = time.perf_counter_ns()
         for _, _, t0 in chunk:
             self.wire_ns.append(now - t0)
-        try:
-            r = await self.clob.request("POST", "/order" if one else "/orders", body)
-        except HttpError as err:
-            if err.maybe_processed:
-                # unknown, never rejected; an order the user channel already reported (accepted,
-                # filled) is known and needs nothing more
-                pending = [(o, so) for o, so, _ in chunk if o.state in PENDING_STATES]
-                await self._report([OrderUnknown(ts=0, reason=str(err), **self._common(o, so.order_hash))
-                                    for o, so in pending])  # fmt: skip
-                for o, so in pending:
-                    await self._resolve(o, so)
-            elif err.status == 429:  # refused unprocessed: the same signed orders again, later
-                await anyio.sleep(1.0)
-                await self._post(chunk)
-            else:
-                answers = _error_answers(err, len(chunk))
-                await self._report(self._answers(chunk, answers))
-            return
+        for attempt in range(6):  # a 429 was not processed: the same bytes again, after a pause
+            try:
+                r = await self.clob.request("POST", "/order" if one else "/orders", body)
+                break
+            except HttpError as err:
+                if err.status == 429 and attempt < 5:
+                    await anyio.sleep(min(4.0, 0.25 * 2**attempt))
+                    continue
+                await self._post_failed(chunk, err)
+                return
         answers = [r] if one else (r if isinstance(r, list) else [])
         if len(answers) != len(chunk):
             await self._report([OrderUnknown(ts=0, reason="malformed answer", **self._common(o, so.order_hash))
@@ -522,6 +523,18 @@ class ClobExecutor(Executor):
         for (o, so, _), a in zip(chunk, answers):
             if isinstance(a, dict) and _duplicate(a):
                 await self._resolve(o, so, resend=False)
+
+    async def _post_failed(self, chunk: list[tuple[Order, SignedOrder, int]], err: HttpError) -> None:
+        if err.maybe_processed:
+            # unknown, never rejected; an order the user channel already reported (accepted,
+            # filled) is known and needs nothing more
+            pending = [(o, so) for o, so, _ in chunk if o.state in PENDING_STATES]
+            await self._report([OrderUnknown(ts=0, reason=str(err), **self._common(o, so.order_hash))
+                                for o, so in pending])  # fmt: skip
+            for o, so in pending:
+                await self._resolve(o, so)
+        else:  # refused (4xx): each order's reason, when the venue gave one
+            await self._report(self._answers(chunk, _error_answers(err, len(chunk))))
 
     def _answers(self, chunk: list[tuple[Order, SignedOrder, int]], answers: list[Any]) -> list[Event]:
         out: list[Event] = []
@@ -855,7 +868,7 @@ class ClobExecutor(Executor):
             closing: list[Event] = []
             for o in list(k.orders.open_orders()):
                 h = o.venue_order_id or (self._signed[o.client_id].order_hash if o.client_id in self._signed else "")
-                if not h or h in venue_open:
+                if not h or h in venue_open or h in self._posting:
                     continue
                 try:
                     v = await self.clob.request("GET", f"/data/order/{h}", retry=True)

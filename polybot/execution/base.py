@@ -51,6 +51,10 @@ class Executor(abc.ABC):
     def attach(self, kernel: Kernel) -> None:
         self.kernel = kernel
 
+    # An executor that needs the config (a live one reads its credentials) also defines
+    # ``configure(cfg: Config) -> None``: the daemon calls it right after construction and a
+    # ConfigError it raises refuses the start, naming the field.
+
     def detach(self) -> None:
         """Undo :meth:`attach` (the kernel switches executors, e.g. in recovery)."""
 
