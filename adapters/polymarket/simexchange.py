@@ -78,7 +78,9 @@ __all__ = ["SignedOrder", "SimExchange", "exchange_for", "is_v3_position_id", "o
            "clob_auth_digest", "api_credentials"]  # fmt: skip
 
 USER_WS_PATH = "/ws/user"
-#: chain id -> (CTFExchangeV2, neg-risk CTFExchangeV2, ExchangeV3) (PROTOCOL.md §7.1)
+#: chain id -> (CTFExchangeV2, neg-risk CTFExchangeV2, ExchangeV3) (PROTOCOL.md §7.1). The venue keeps
+#: its own copy on purpose: were it to share the client's (adapters/polymarket/signing.py), a wrong
+#: address on our side would sign and verify against the same mistake and pass.
 EXCHANGES: dict[int, tuple[str, str, str]] = {
     137: ("0xE111180000d2663C0091e4f400237545B87B996B", "0xe2222d279d744050d28e00520010520000310F59",
           "0xe3333700cA9d93003F00f0F71f8515005F6c00Aa"),
@@ -1165,6 +1167,16 @@ class SimExchange:
         except ValueError as exc:
             raise _Reject(f"Invalid payload: {exc}") from exc
 
+    def _dict_body(self, body: bytes) -> tuple[dict[str, Any], web.Response | None]:
+        """An optional JSON object body: (the object or {}, None) or ({}, the 400 to answer)."""
+        try:
+            obj = self._body_json(body) or {}
+        except _Reject as r:
+            return {}, self._json({"error": r.msg}, 400)
+        if not isinstance(obj, dict):
+            return {}, self._json({"error": "Invalid payload"}, 400)
+        return obj, None
+
     async def _h_cancel_one(self, request: web.Request, k: _Key, body: bytes) -> web.Response:
         try:
             obj = self._body_json(body)
@@ -1188,24 +1200,18 @@ class SimExchange:
         return self._json(self._cancel_ids(k, ids))
 
     async def _h_cancel_market(self, request: web.Request, k: _Key, body: bytes) -> web.Response:
-        try:
-            obj = self._body_json(body) or {}
-        except _Reject as r:
-            return self._json({"error": r.msg}, 400)
-        if not isinstance(obj, dict):
-            return self._json({"error": "Invalid payload"}, 400)
+        obj, bad = self._dict_body(body)
+        if bad is not None:
+            return bad
         mk, asset = obj.get("market") or "", obj.get("asset_id") or ""
         ids = [o.id for o in sorted(self._open.values(), key=lambda o: o.seq) if o.owner == k.api_key
                and (not mk or o.market == mk) and (not asset or o.asset == asset)]  # fmt: skip
         return self._json(self._cancel_ids(k, ids))
 
     async def _h_heartbeat(self, request: web.Request, k: _Key, body: bytes) -> web.Response:
-        try:
-            obj = self._body_json(body) or {}
-        except _Reject as r:
-            return self._json({"error": r.msg}, 400)
-        if not isinstance(obj, dict):
-            return self._json({"error": "Invalid payload"}, 400)
+        obj, bad = self._dict_body(body)
+        if bad is not None:
+            return bad
         if not k.hb_id:
             k.hb_id = self._uuid()
         k.hb_count += 1
