@@ -14,6 +14,7 @@ from polybot.events import (
     OrderAccepted,
     OrderStateError,
     OrderFilled,
+    OrderRejected,
     OrderIntent,
     OrderPlan,
     OrderSubmitted,
@@ -245,13 +246,15 @@ def test_fill_updates_portfolio_and_releases_exposure():
     assert k.portfolio.size(A) == 10_000_000 and k.portfolio.size(A, "s") == 10_000_000
     assert k.exposure.total == 0
     assert k.orders.get("pb-1").state == "filled"
-    # an impossible transition afterwards is reported, not applied
+    # a late acknowledgement is moot; an impossible transition is reported, not applied
     errors: list = []
     k.bus.subscribe(OrderStateError, errors.append)
     k.process(3, "exec.spy", ENCODER.encode([OrderAccepted(client_id="pb-1")]))
+    assert k.orders.get("pb-1").state == "filled" and k.stats.illegal_transitions == 0 and not errors
+    k.process(4, "exec.spy", ENCODER.encode([OrderRejected(client_id="pb-1", reason="late")]))
     assert k.orders.get("pb-1").state == "filled" and k.stats.illegal_transitions == 1
     assert [(e.client_id, e.event_type, e.from_state, e.to_state) for e in errors] == [
-        ("pb-1", "order_accepted", "filled", "accepted")
+        ("pb-1", "order_rejected", "filled", "rejected")
     ]
 
 
