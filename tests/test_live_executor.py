@@ -350,3 +350,27 @@ async def test_token_buckets_hold_the_documented_rates() -> None:
         await b.take()
     elapsed = time.monotonic() - t
     assert 0.17 <= elapsed < 0.6 and b.waited > 0  # the burst of 5 at once, then 50 per second
+
+
+async def test_a_resolved_market_is_cancelled_at_the_venue(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with live_rig(tmp_path, monkeypatch) as rig:
+        yes = rig.market["yes"]
+        bid, _ = rig.top(yes)
+        a = rig.submit(yes, "BUY", bid - 10_000, TEN)
+        await rig.until(lambda: rig.order(a).state == "accepted", what="resting")
+        rig.sim.resolve(rig.market["condition_id"], "no")  # the venue keeps it resting (the simulator does)
+        await rig.until(lambda: rig.order(a).state == "cancelled", what="cancel-market after the resolution")
+        assert _venue(rig, rig.order(a).venue_order_id)["status"].upper().startswith("CANCEL")
+
+
+async def test_a_retrying_trade_is_reported_and_still_one_fill(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with live_rig(tmp_path, monkeypatch) as rig:
+        yes = rig.market["yes"]
+        _, ask = rig.top(yes)
+        rig.sim.exchange.retry_next_trade()
+        a = rig.submit(yes, "BUY", ask, TEN, tif="FAK")
+        await rig.until(lambda: any(k.startswith(a + "/") and r.status == "CONFIRMED" for k, r in rig.kernel.fills.items()),
+                        what="confirmed after RETRYING")  # fmt: skip
+        statuses = [ev["status"] for ev in _exec_inputs(rig) if ev["type"] == "fill_settlement" and ev["client_id"] == a]
+        assert statuses == ["RETRYING", "MINED", "CONFIRMED"]
+        assert rig.kernel.portfolio.size(yes) == TEN == rig.venue_position(yes)

@@ -51,6 +51,8 @@ from polybot.events import (
     ExecutorNotice,
     FillReversed,
     FillSettlement,
+    MarketInfo,
+    MarketResolved,
     OrderAccepted,
     OrderAdopted,
     OrderCancelled,
@@ -306,10 +308,26 @@ class ClobExecutor(Executor):
         if self.api is not None:
             kernel.add_redaction(USER_SOURCE, self.api.api_key, _alias(self.api.api_key))
         kernel.bus.subscribe(TradingStateChanged, self._on_trading_state)
+        kernel.bus.subscribe(MarketResolved, self._on_market_end)
+        kernel.bus.subscribe(MarketInfo, self._on_market_end)
 
     def detach(self) -> None:
         if self.kernel is not None:
             self.kernel.bus.unsubscribe(self._on_trading_state, TradingStateChanged)
+            self.kernel.bus.unsubscribe(self._on_market_end)
+
+    def _on_market_end(self, ev: MarketResolved | MarketInfo) -> None:
+        """A market that resolved, closed or stopped accepting orders: cancel whatever of ours
+        still rests there, venue-side (DELETE /cancel-market-orders), journal or not."""
+        if isinstance(ev, MarketInfo) and ev.accepting_orders and not ev.closed:
+            return
+        k = self.kernel
+        if self.dry_run or k is None or not ev.market or not any(o.intent.market == ev.market or
+                                                                   (k.catalog.market_of(o.asset_id, "") == ev.market)
+                                                                   for o in k.orders.open_orders()):  # fmt: skip
+            return
+        self._in_flight += 1
+        self._send_q.send_nowait(("cancel_market", ev.market))
 
     def _on_trading_state(self, ev: TradingStateChanged) -> None:
         if _STATE_TRIGGER.get(ev.state, "") in self.params.cancel_all_on and not self.dry_run:
@@ -457,6 +475,8 @@ class ClobExecutor(Executor):
         cancels = [x for op, x in batch if op == "cancel"]
         if any(op == "cancel_all" for op, _ in batch):
             await self._cancel_all()
+        for market in dict.fromkeys(x for op, x in batch if op == "cancel_market"):
+            await self._cancel_all(market)
         if submits:
             await self._submit(submits)
         if cancels:
@@ -644,10 +664,14 @@ class ClobExecutor(Executor):
                                           detail=str(why)[:200]))  # fmt: skip
         return out
 
-    async def _cancel_all(self) -> None:
+    async def _cancel_all(self, market: str = "") -> None:
+        """Everything of ours at the venue (or in one market), known to the journal or not."""
         assert self.clob is not None
         try:
-            r = await self.clob.request("DELETE", "/cancel-all", retry=True)
+            if market:
+                r = await self.clob.request("DELETE", "/cancel-market-orders", {"market": market, "asset_id": ""}, retry=True)
+            else:
+                r = await self.clob.request("DELETE", "/cancel-all", retry=True)
         except HttpError as err:
             await self._report([ExecutorNotice(ts=0, executor=self.name, kind="cancel_all_failed", detail=str(err)[:300])])
             return
