@@ -71,7 +71,7 @@ def replay(
         reader = ForeignReader(path, fmt, source=bare)
     writer = JournalWriter(out, fsync="never", append=False) if out else None
     faithful = mode == "faithful"
-    executor: Any = build_executor(cfg)
+    executor: Any = build_executor(cfg, configure=False)
     if executor.asynchronous:
         executor.close()
         # its answers are inputs in the journal: faithful replay feeds them back; what-if

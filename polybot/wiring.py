@@ -81,7 +81,10 @@ def build_risk(cfg: Config) -> RiskChain:
     return RiskChain(validators, overrides)
 
 
-def build_executor(cfg: Config, kind: str | None = None, params: dict[str, Any] | None = None) -> Executor:
+def build_executor(cfg: Config, kind: str | None = None, params: dict[str, Any] | None = None,
+                   configure: bool = True) -> Executor:  # fmt: skip
+    """The configured executor. ``configure=False`` (replay) skips its ``configure`` hook: a live
+    executor then reads no credentials (a journal replays on a machine without the keys)."""
     file = cfg.source_path or "<config>"
     kind = kind or cfg.executor.kind
     params = cfg.executor.params if params is None else params
@@ -93,9 +96,9 @@ def build_executor(cfg: Config, kind: str | None = None, params: dict[str, Any] 
         ex = cls(**params)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{file}: executor.params: {exc}") from None
-    configure = getattr(ex, "configure", None)
-    if configure is not None:  # a live executor reads its credentials (env / secrets file)
-        configure(cfg)
+    hook = getattr(ex, "configure", None) if configure else None
+    if hook is not None:  # a live executor reads its credentials (env / secrets file)
+        hook(cfg)
     return ex  # type: ignore[no-any-return]
 
 

@@ -196,6 +196,12 @@ def test_sigkill_restart_without_loss(tmp_path: Path) -> None:
         applied = [f for f in snap["fills"] if not f[12]]
         assert len(applied) == _our_fills_at_venue(v, key)
         assert not [ev for ev in _journal_inputs(journal, "exec.clob") if ev.get("type") == "position_corrected"]
+        # the whole live journal, kill and restart included, replays faithfully, without the key
+        env = {k: val for k, val in os.environ.items() if not k.startswith("POLYBOT_")}
+        r = subprocess.run([str(CLI), "replay", str(journal), "--mode", "faithful", "--config", str(cfg)],
+                           capture_output=True, text=True, timeout=120, env=dict(env, PYTHONPATH=str(TESTS)))  # fmt: skip
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert "divergences from the recorded run: 0" in r.stdout, r.stdout[-2000:]
     finally:
         v.close()
 
