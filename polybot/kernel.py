@@ -869,6 +869,9 @@ class Kernel:
             o.filled -= r.size
             o.cost -= r.price * r.size // 1_000_000
             o.fees -= r.fee
+            if o.state == "filled" and o.remaining and o.intent.tif in ("GTC", "GTD"):
+                # a resting order whose fill failed rests again at the venue: it is open again
+                o.state = "partially_filled" if o.filled else "accepted"
             self.orders._set_open(o, o.is_open)
             if o.is_open:
                 self._reserve(o.intent, o.strategy, o.remaining)

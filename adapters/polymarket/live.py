@@ -65,7 +65,7 @@ from polybot.events import (
     TradingStateChanged,
 )
 from polybot.execution import Executor
-from polybot.execution.rules import maker_rebate, taker_fee
+from polybot.execution.rules import fill_fee
 from polybot.units import SCALE, to_units
 
 from .signing import ApiCreds, Credentials, OrderSigner, SignedOrder, exchange_for, is_v3_position, l2_headers
@@ -270,6 +270,9 @@ class ClobExecutor(Executor):
         self._signed: dict[str, SignedOrder] = {}  # client id -> what was (or will be) sent
         self._fill_status: dict[tuple[str, str], str] = {}  # (trade id, hash) -> last status
         self._posting: set[str] = set()  # hashes of orders on their way (reconciliation leaves them be)
+        # after a restart: trade id -> unsettled fills of orders the snapshot no longer holds
+        # (closed before it), whose hashes are unknown; their trade's later status still applies
+        self._orphans: dict[str, list[Any]] = {}
         self._out: ObjectSendStream[InboundRecord] | None = None
         self._clock: Clock | None = None
         self.clob: Clob | None = None
@@ -435,6 +438,9 @@ class ClobExecutor(Executor):
         never arrived: the hash is a function of the journaled order)."""
         k = self.kernel
         assert k is not None
+        for r in k.fills.values():
+            if not r.reversed and r.status != "CONFIRMED" and r.client_id and k.orders.get(r.client_id) is None:
+                self._orphans.setdefault(r.trade_id, []).append(r)
         pending = []
         for o in k.orders.all():
             if o.venue_order_id:
@@ -471,12 +477,27 @@ class ClobExecutor(Executor):
                     self._in_flight -= len(batch)
 
     async def _handle(self, batch: list[tuple[str, Any]]) -> None:
+        # in queue order around a cancel-all: an order queued before it must be at the venue
+        # before the cancel-all goes out (else it rests, live, after a halt)
+        seg: list[tuple[str, Any]] = []
+        done: set[str] = set()
+        for op, x in batch:
+            if op in ("cancel_all", "cancel_market"):
+                market = x if op == "cancel_market" else ""
+                if seg:
+                    await self._handle_orders(seg)
+                    seg, done = [], set()
+                if market not in done:
+                    done.add(market)
+                    await self._cancel_all(market)
+            else:
+                seg.append((op, x))
+        if seg:
+            await self._handle_orders(seg)
+
+    async def _handle_orders(self, batch: list[tuple[str, Any]]) -> None:
         submits = [x for op, x in batch if op == "submit"]
         cancels = [x for op, x in batch if op == "cancel"]
-        if any(op == "cancel_all" for op, _ in batch):
-            await self._cancel_all()
-        for market in dict.fromkeys(x for op, x in batch if op == "cancel_market"):
-            await self._cancel_all(market)
         if submits:
             await self._submit(submits)
         if cancels:
@@ -683,22 +704,25 @@ class ClobExecutor(Executor):
         assert self.clob is not None
         hb_id = ""
         failing = False
-        while True:
-            try:
-                r = await self.clob.request("POST", "/v1/heartbeats", {"heartbeat_id": hb_id})
-                hb_id = str((r or {}).get("heartbeat_id", hb_id)) if isinstance(r, dict) else hb_id
-                self.heartbeats += 1
-                if failing:
-                    failing = False
-                    await self._report([ExecutorNotice(ts=0, executor=self.name, kind="heartbeat_restored")])
-                    await self._reconcile("heartbeat restored")  # the venue may have cancelled our orders
-            except HttpError as err:
-                self.heartbeat_failures += 1
-                if not failing:
-                    failing = True
-                    logger.error("heartbeat failed ({}): the venue cancels every resting order after 10 s without one", err)
-                    await self._report([ExecutorNotice(ts=0, executor=self.name, kind="heartbeat_failed", detail=str(err)[:200])])
-            await anyio.sleep(self.params.heartbeat_s)
+        async with anyio.create_task_group() as tg:
+            while True:
+                try:
+                    r = await self.clob.request("POST", "/v1/heartbeats", {"heartbeat_id": hb_id})
+                    hb_id = str((r or {}).get("heartbeat_id", hb_id)) if isinstance(r, dict) else hb_id
+                    self.heartbeats += 1
+                    if failing:
+                        failing = False
+                        await self._report([ExecutorNotice(ts=0, executor=self.name, kind="heartbeat_restored")])
+                        # the venue may have cancelled our orders; reconciled in its own task, so
+                        # the heartbeats go on meanwhile (a slow one would trip the dead-man switch)
+                        tg.start_soon(self._reconcile, "heartbeat restored")
+                except HttpError as err:
+                    self.heartbeat_failures += 1
+                    if not failing:
+                        failing = True
+                        logger.error("heartbeat failed ({}): the venue cancels every resting order after 10 s without one", err)
+                        await self._report([ExecutorNotice(ts=0, executor=self.name, kind="heartbeat_failed", detail=str(err)[:200])])
+                await anyio.sleep(self.params.heartbeat_s)
 
     # ---------------------------------------------------------------- user channel
 
@@ -727,7 +751,9 @@ class ClobExecutor(Executor):
                             elif m.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSED):
                                 break
                         tg.cancel_scope.cancel()
-            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            except* (aiohttp.ClientError, OSError, TimeoutError) as eg:
+                # raised inside the task group, it arrives as an ExceptionGroup (anyio)
+                exc = eg.exceptions[0]
                 logger.warning("user channel: {} ({}); reconnecting", type(exc).__name__, exc)
             await self._report([ExecutorNotice(ts=0, executor=self.name, kind="user_disconnected")])
             if first:  # never connected: reconcile over REST anyway (fills and orders)
@@ -757,7 +783,12 @@ class ClobExecutor(Executor):
         events: list[Event] = []
         for m in msgs:
             if isinstance(m, dict):
-                events.extend(self._translate(m))
+                try:
+                    events.extend(self._translate(m))
+                except Exception as exc:  # noqa: BLE001 - a frame we cannot read must not end the executor
+                    # (type only: the frame carries the API key in ``owner``; it is journaled, aliased)
+                    logger.error("user channel: a {} message could not be translated ({}); see the journal",
+                                 str(m.get("event_type", "?"))[:20], type(exc).__name__)  # fmt: skip
         await self._report(events)
 
     def _translate(self, m: dict[str, Any]) -> list[Event]:
@@ -794,6 +825,8 @@ class ClobExecutor(Executor):
         tside = str(m.get("side", ""))
         tasset = str(m.get("asset_id", ""))
         for mo in m.get("maker_orders") or []:
+            if not isinstance(mo, dict):
+                continue
             h = str(mo.get("order_id", ""))
             if h not in self._by_hash:
                 continue
@@ -815,8 +848,7 @@ class ClobExecutor(Executor):
                 continue
             if prev is None:
                 _, _, _, fees = self._market_meta(o.asset_id)
-                fee = taker_fee(size, price, fees) if liq == "taker" else 0
-                rebate = maker_rebate(size, price, fees) if liq == "maker" else 0
+                fee, rebate = fill_fee(liq, size, price, fees)
                 out.append(OrderPartiallyFilled(ts=0, trade_id=tid, side=side if side in ("BUY", "SELL") else o.intent.side,  # type: ignore[arg-type]
                                                 price=price, size=size, liquidity=liq, fee=fee, rebate=rebate,  # type: ignore[arg-type]
                                                 market=str(m.get("market", "")), **c))  # fmt: skip
@@ -824,6 +856,15 @@ class ClobExecutor(Executor):
                 out.append(FillSettlement(ts=0, trade_id=tid, status=status, **c))
             if status == "RETRYING" and prev != "RETRYING":
                 logger.warning("trade {} of {} is RETRYING on chain", tid, o.client_id)
+        for r in self._orphans.get(tid, ()):
+            key = (tid, "client:" + r.client_id)
+            prev = self._fill_status.get(key)
+            self._fill_status[key] = status
+            c = dict(client_id=r.client_id, strategy=r.strategy, asset_id=r.asset_id)
+            if status == "FAILED" and prev != "FAILED":
+                out.append(FillReversed(ts=0, trade_id=tid, reason="trade FAILED on chain", **c))
+            elif status in SETTLED and status != prev:
+                out.append(FillSettlement(ts=0, trade_id=tid, status=status, **c))
         return out
 
     # ---------------------------------------------------------------- reconciliation
@@ -873,6 +914,10 @@ class ClobExecutor(Executor):
                     if it is not None:
                         cid = "venue-" + h[2:14]
                         self._by_hash[h] = cid
+                        # adopted with filled = size_matched (the position comes from the venue's
+                        # positions): its trades so far are not fills of ours to count again
+                        for t in v.get("associate_trades") or []:
+                            self._fill_status.setdefault((str(t), h), "MATCHED")
                         events.append(OrderAdopted(ts=0, client_id=cid, strategy=it.strategy, asset_id=it.asset_id,
                                                    venue_order_id=h, intent=it, filled=_shares(v.get("size_matched"))))  # fmt: skip
                         summary["adopted"] += 1
@@ -970,8 +1015,8 @@ def _decimal_units(x: Any) -> int:
         return 0
     if isinstance(x, int):
         return x * SCALE
-    if isinstance(x, float):
-        x = repr(x)
+    if isinstance(x, float):  # a JSON number (Data API): to the nearest base unit
+        x = f"{x:.6f}"
     try:
         return to_units(str(x))
     except ValueError:
