@@ -374,3 +374,37 @@ async def test_a_retrying_trade_is_reported_and_still_one_fill(tmp_path: Path, m
         statuses = [ev["status"] for ev in _exec_inputs(rig) if ev["type"] == "fill_settlement" and ev["client_id"] == a]
         assert statuses == ["RETRYING", "MINED", "CONFIRMED"]
         assert rig.kernel.portfolio.size(yes) == TEN == rig.venue_position(yes)
+
+
+async def test_a_half_open_user_channel_is_closed_and_reconnected(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No PONG (nor anything else) within the timeout: the executor closes the socket, reconnects
+    and reconciles, instead of waiting forever on a dead connection."""
+    import adapters.polymarket.live as live
+
+    monkeypatch.setattr(live, "PING_S", 0.1)
+    monkeypatch.setattr(live, "PONG_TIMEOUT_S", 0.4)
+    async with live_rig(tmp_path, monkeypatch) as rig:
+        ex = rig.executor
+        orig = ex._on_user_frame
+
+        async def deaf(text: str) -> None:  # the PONGs never arrive: a half-open socket
+            if text != "PONG":
+                await orig(text)
+
+        monkeypatch.setattr(ex, "_on_user_frame", deaf)
+        n, r = rig.executor.user_connects, rig.executor.reconciles
+        await rig.until(lambda: rig.executor.user_connects > n and rig.executor.reconciles > r, what="reconnect")
+
+
+async def test_settlement_statuses_never_move_backwards(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with live_rig(tmp_path, monkeypatch) as rig:
+        yes = rig.market["yes"]
+        _, ask = rig.top(yes)
+        a = rig.submit(yes, "BUY", ask, TEN, tif="FAK")
+        await rig.until(lambda: any(k.startswith(a + "/") and r.status == "CONFIRMED" for k, r in rig.kernel.fills.items()),
+                        what="confirmed")  # fmt: skip
+        tid = next(k.split("/")[1] for k in rig.kernel.fills if k.startswith(a + "/"))
+        stale = {"id": tid, "status": "MINED", "taker_order_id": rig.order(a).venue_order_id, "side": "BUY",
+                 "price": "0.5", "size": "10", "asset_id": yes, "maker_orders": []}  # fmt: skip
+        assert rig.executor._translate_trade(stale) == []  # a MINED after CONFIRMED (REST lagging): nothing
+        assert rig.executor._fill_status[(tid, rig.order(a).venue_order_id)] == "CONFIRMED"

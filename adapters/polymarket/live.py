@@ -81,7 +81,11 @@ if TYPE_CHECKING:  # pragma: no cover
 
 USER_SOURCE = "polymarket.user"
 BATCH_MAX = 15
+PING_S = 10.0  # the user channel's keepalive (PROTOCOL.md §1.1, §2)
+PONG_TIMEOUT_S = 30.0
 SETTLED = ("MINED", "CONFIRMED", "RETRYING")
+#: how far a trade has come; a status never moves backwards (RETRYING: the tx is resent, then MINED)
+_RANK = {"MATCHED": 1, "RETRYING": 2, "MINED": 3, "CONFIRMED": 4}
 PENDING_STATES = ("submitted", "unknown")
 _STATE_TRIGGER = {"halted": "halt", "reducing": "reducing"}  # trading state -> cancel_all_on value
 
@@ -270,6 +274,7 @@ class ClobExecutor(Executor):
         self._signed: dict[str, SignedOrder] = {}  # client id -> what was (or will be) sent
         self._fill_status: dict[tuple[str, str], str] = {}  # (trade id, hash) -> last status
         self._posting: set[str] = set()  # hashes of orders on their way (reconciliation leaves them be)
+        self._last_rx = time.monotonic()  # the user channel's last frame (PONG included)
         # after a restart: trade id -> unsettled fills of orders the snapshot no longer holds
         # (closed before it), whose hashes are unknown; their trade's later status still applies
         self._orphans: dict[str, list[Any]] = {}
@@ -617,8 +622,12 @@ class ClobExecutor(Executor):
             try:
                 a = await self.clob.request("POST", "/order", msgspec.json.encode(so.body))
             except HttpError as err:
+                answer = _error_answers(err, 1)
+                if _duplicate(answer[0]):
+                    resend = False  # the venue has it (our first send landed): look it up again
+                    continue
                 if not err.maybe_processed and err.status != 429:
-                    await self._report(self._answers([(o, so, 0)], _error_answers(err, 1)))
+                    await self._report(self._answers([(o, so, 0)], answer))
                     return
                 continue
             if isinstance(a, dict) and a.get("success") and a.get("orderID"):
@@ -627,6 +636,7 @@ class ClobExecutor(Executor):
             if isinstance(a, dict) and not _duplicate(a):
                 await self._report(self._answers([(o, so, 0)], [a]))
                 return
+            resend = False  # "already exists": look it up again
         await self._report([ExecutorNotice(ts=0, executor=self.name, kind="unresolved", client_id=o.client_id,
                                            detail=f"order {so.order_hash} still unknown after "
                                                   f"{self.params.resolve_attempts} attempts; reconciliation will settle it")])  # fmt: skip
@@ -739,6 +749,7 @@ class ClobExecutor(Executor):
                         "auth": {"apiKey": self.api.api_key, "secret": self.api.secret, "passphrase": self.api.passphrase},
                         "markets": self.params.markets, "type": "user"}).decode())  # fmt: skip
                     self.user_connects += 1
+                    self._last_rx = time.monotonic()
                     backoff = 0.5
                     await self._report([ExecutorNotice(ts=0, executor=self.name, kind="user_connected")])
                     async with anyio.create_task_group() as tg:
@@ -763,13 +774,20 @@ class ClobExecutor(Executor):
             backoff = min(30.0, backoff * 2)
 
     async def _pinger(self, ws: Any) -> None:
+        """PING every 10 s; no PONG (nor any frame) for 30 s: the socket is half-open, close it
+        (the loop reconnects and reconciles)."""
         while True:
-            await anyio.sleep(10.0)
+            await anyio.sleep(PING_S)
+            if time.monotonic() - self._last_rx > PONG_TIMEOUT_S:
+                logger.warning("user channel: nothing received for {:.0f} s (no PONG): reconnecting", PONG_TIMEOUT_S)
+                await ws.close()
+                return
             await ws.send_str("PING")
 
     async def _on_user_frame(self, text: str) -> None:
         from polybot.kernel import InboundRecord
 
+        self._last_rx = time.monotonic()
         if text == "PONG":
             return
         assert self._out is not None and self._clock is not None
@@ -852,18 +870,22 @@ class ClobExecutor(Executor):
                 out.append(OrderPartiallyFilled(ts=0, trade_id=tid, side=side if side in ("BUY", "SELL") else o.intent.side,  # type: ignore[arg-type]
                                                 price=price, size=size, liquidity=liq, fee=fee, rebate=rebate,  # type: ignore[arg-type]
                                                 market=str(m.get("market", "")), **c))  # fmt: skip
-            if status in SETTLED and status != prev:
+            if status in SETTLED and _RANK.get(status, 0) > _RANK.get(prev or "", 0):
                 out.append(FillSettlement(ts=0, trade_id=tid, status=status, **c))
+            elif prev is not None and _RANK.get(status, 0) < _RANK.get(prev, 0):
+                self._fill_status[key] = prev  # a stale report (REST after the user channel): never backwards
             if status == "RETRYING" and prev != "RETRYING":
                 logger.warning("trade {} of {} is RETRYING on chain", tid, o.client_id)
         for r in self._orphans.get(tid, ()):
             key = (tid, "client:" + r.client_id)
             prev = self._fill_status.get(key)
+            if status != "FAILED" and _RANK.get(status, 0) <= _RANK.get(prev or "", 0):
+                continue  # a repeat, or a stale report
             self._fill_status[key] = status
             c = dict(client_id=r.client_id, strategy=r.strategy, asset_id=r.asset_id)
             if status == "FAILED" and prev != "FAILED":
                 out.append(FillReversed(ts=0, trade_id=tid, reason="trade FAILED on chain", **c))
-            elif status in SETTLED and status != prev:
+            elif status in SETTLED:
                 out.append(FillSettlement(ts=0, trade_id=tid, status=status, **c))
         return out
 
@@ -980,18 +1002,27 @@ class ClobExecutor(Executor):
         return len(trades)
 
     async def _reconcile_positions(self) -> int:
-        """Data API v2 positions vs the account's; assets with fills not yet settled on chain
-        are skipped (the venue's figure lags them)."""
+        """Data API v2 positions vs the account's. The trades are fetched again *after* the
+        positions and reported first, so every fill the venue's figure includes reaches the
+        kernel before any correction (the kernel books only the difference left when it gets
+        there). Assets with a fill not yet CONFIRMED, as the kernel or this executor knows it,
+        are skipped: the venue's figure lags settlement."""
         k = self.kernel
         assert k is not None and self.creds is not None
         rows = await self._pages("/v2/positions", {"user": self.creds.funder, "sizeThreshold": "0"},
                                  base=self.params.data_url.rstrip("/"))  # fmt: skip
+        await self._sync_trades()
         venue: dict[str, tuple[int, int, str]] = {}
         for r in rows:
             aid = str(r.get("asset", ""))
             if aid:
                 venue[aid] = (_shares(r.get("size")), _price(r.get("avgPrice")), str(r.get("conditionId", "")))
         unsettled = {rec.asset_id for rec in k.fills.values() if not rec.reversed and rec.status != "CONFIRMED"}
+        for (_tid, h), st in self._fill_status.items():
+            if st not in ("CONFIRMED", "FAILED"):
+                o = self._order(self._by_hash.get(h, ""))
+                if o is not None:
+                    unsettled.add(o.asset_id)
         events: list[Event] = []
         for aid in sorted(set(venue) | {a for a, p in k.portfolio.positions.items() if p.size}):
             if aid in unsettled:
