@@ -408,3 +408,27 @@ async def test_settlement_statuses_never_move_backwards(tmp_path: Path, monkeypa
                  "price": "0.5", "size": "10", "asset_id": yes, "maker_orders": []}  # fmt: skip
         assert rig.executor._translate_trade(stale) == []  # a MINED after CONFIRMED (REST lagging): nothing
         assert rig.executor._fill_status[(tid, rig.order(a).venue_order_id)] == "CONFIRMED"
+
+
+async def test_an_unanswered_order_from_before_a_restart_is_looked_up_never_resent(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """An order journaled but never sent (the process died in between): after the restart its
+    hash is recomputed and looked up; the venue has none, so it is refused, not sent again."""
+    async with live_rig(tmp_path, monkeypatch) as rig:
+        ex = rig.executor
+        yes = rig.market["yes"]
+        bid, _ = rig.top(yes)
+
+        async def lost(chunk: Any) -> None:  # the crash: signed, never on the wire
+            return None
+
+        ex._post = lost
+        a = rig.submit(yes, "BUY", bid - 10_000, TEN)
+        await rig.until(lambda: ex.idle(), what="signed")
+        assert rig.order(a).state == "submitted"
+        del ex._post
+        ex._recovered.add(a)  # as _learn_hashes marks it after a restart
+        await ex._reconcile("restart")
+        await rig.until(lambda: rig.order(a).state == "rejected", what="refused after the lookup")
+        assert rig.posts().get(rig.order(a).venue_order_id or ex._signed[a].order_hash, 0) == 0
+        assert rig.placed() == []

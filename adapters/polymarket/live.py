@@ -274,6 +274,10 @@ class ClobExecutor(Executor):
         self._signed: dict[str, SignedOrder] = {}  # client id -> what was (or will be) sent
         self._fill_status: dict[tuple[str, str], str] = {}  # (trade id, hash) -> last status
         self._posting: set[str] = set()  # hashes of orders on their way (reconciliation leaves them be)
+        # orders found unanswered in the journal after a restart: their hash is recomputed, so
+        # they are only looked up, never re-sent (a recomputation that differed from what was
+        # sent, a tick change in between, must not place a second order)
+        self._recovered: set[str] = set()
         self._last_rx = time.monotonic()  # the user channel's last frame (PONG included)
         # after a restart: trade id -> unsettled fills of orders the snapshot no longer holds
         # (closed before it), whose hashes are unknown; their trade's later status still applies
@@ -453,6 +457,7 @@ class ClobExecutor(Executor):
             if o.is_open and (o.state in PENDING_STATES or not o.venue_order_id):
                 so = self._sign(o)
                 pending.append((o.client_id, so.order_hash))
+                self._recovered.add(o.client_id)
         if pending:
             logger.warning("{} order(s) without a venue answer in the journal: resolving them by hash", len(pending))
 
@@ -637,6 +642,12 @@ class ClobExecutor(Executor):
                 await self._report(self._answers([(o, so, 0)], [a]))
                 return
             resend = False  # "already exists": look it up again
+        if o.client_id in self._recovered and o.state in PENDING_STATES:
+            # sent (or not) before a crash, and the venue has no order with its hash: it never
+            # arrived; refused here rather than sent again
+            await self._report([OrderRejected(ts=0, reason="not at the venue after a restart (never arrived); not re-sent",
+                                              **self._common(o, so.order_hash))])  # fmt: skip
+            return
         await self._report([ExecutorNotice(ts=0, executor=self.name, kind="unresolved", client_id=o.client_id,
                                            detail=f"order {so.order_hash} still unknown after "
                                                   f"{self.params.resolve_attempts} attempts; reconciliation will settle it")])  # fmt: skip
@@ -976,7 +987,7 @@ class ClobExecutor(Executor):
                         closing.append(OrderCancelled(ts=0, reason="venue: matched in part, rest gone", **self._common(o, h)))
                         summary["closed"] += 1
                 elif o.state in PENDING_STATES and o.client_id in self._signed:
-                    await self._resolve(o, self._signed[o.client_id])
+                    await self._resolve(o, self._signed[o.client_id], resend=o.client_id not in self._recovered)
                 else:
                     closing.append(OrderCancelled(ts=0, reason="venue has no such order", **self._common(o, h)))
                     summary["closed"] += 1
