@@ -276,7 +276,7 @@ class Kernel:
             old.detach()
         self.executor = executor
         executor.attach(self)
-        self.decoders.setdefault(executor.source, decode_exec)
+        self.decoders.setdefault(executor.source, self._decode_exec)
 
     def add_decoder(self, source: str, decoder: Decoder) -> None:
         self.decoders[source] = decoder
@@ -363,8 +363,6 @@ class Kernel:
                 b = self.books.get(aid)
                 if b is not None:
                     self._unhealthy(b, f"parse failure ({reason})")
-        if events and source[:5] == "exec.":
-            events = self._exec_filter(events)
         publish = self.bus.publish
         for ev in events:
             publish(ev)
@@ -407,7 +405,7 @@ class Kernel:
     def _resolve(self, source: str) -> Decoder | None:
         dec = None
         if source.startswith("exec."):
-            dec = decode_exec
+            dec = self._decode_exec
         elif self._decoder_resolver is not None:
             dec = self._decoder_resolver(source)
         if dec is not None:
@@ -775,28 +773,22 @@ class Kernel:
             acct0 = _fields(pf.positions.get(ev.asset_id))
             own0 = _fields(pf.by_strategy.get((o.strategy, ev.asset_id)))
             cash0 = pf.cash_delta
-            p = pf.apply_fill(o.strategy, ev)
+            pf.apply_fill(o.strategy, ev)
             self._record_fill(ev, o.strategy, acct0, own0, cash0)
             if o.is_open:
                 self._reserve(o.intent, o.strategy, o.remaining)
             else:
                 self.exposure.release(o.client_id)
-            self.losses.touch(o.strategy, ev.asset_id)
-            pf = self.portfolio
-            sp = pf.by_strategy[(o.strategy, p.asset_id)]
-            self.emit(PositionChanged(ts=ev.ts, asset_id=sp.asset_id, market=sp.market, size=sp.size, cost=sp.cost,
-                                      realized_pnl=sp.realized, fees_paid=sp.fees, rebates=sp.rebates,
-                                      strategy=o.strategy))  # fmt: skip
-            market = pf.market_of(ev.asset_id, ev.market)
-            if self.catalog.market(market) is not None:
-                self.emit(pf.market_position(market, o.strategy, ts=ev.ts))
-            marks = pf.marks(self.books)
-            self.emit(pf.pnl(o.strategy, marks, ts=ev.ts))
-            self.emit(pf.pnl("", marks, ts=ev.ts))  # the account's
+            self._position_events(o.strategy, ev.asset_id, ev.ts, ev.market)
         elif not o.is_open:
             self.exposure.release(o.client_id)
 
     # ---------------------------------------------------------------- executor reports
+
+    def _decode_exec(self, msg: bytes, ts: int) -> Sequence[Event]:
+        """The decoder of every ``exec.*`` source: the executor's events, repeats filtered (so
+        market-data inputs pay nothing for it)."""
+        return self._exec_filter(decode_exec(msg, ts))
 
     def _exec_filter(self, events: Sequence[Event]) -> Sequence[Event]:
         """An executor's report may repeat a fill (a trade seen on the user channel and again in
@@ -879,7 +871,9 @@ class Kernel:
                        r.size, r.price, r.client_id)  # fmt: skip
         self._position_events(r.strategy, r.asset_id, ev.ts)
 
-    def _position_events(self, strategy: str, asset_id: str, ts: int) -> None:
+    def _position_events(self, strategy: str, asset_id: str, ts: int, market: str = "") -> None:
+        """After a position moved (a fill, its reversal, a correction): the loss bounds, then
+        the strategy's position, its market's pair view, its PnL and the account's."""
         self.losses.touch(strategy, asset_id)
         pf = self.portfolio
         sp = pf.by_strategy.get((strategy, asset_id))
@@ -887,7 +881,7 @@ class Kernel:
             self.emit(PositionChanged(ts=ts, asset_id=sp.asset_id, market=sp.market, size=sp.size, cost=sp.cost,
                                       realized_pnl=sp.realized, fees_paid=sp.fees, rebates=sp.rebates,
                                       strategy=strategy))  # fmt: skip
-        market = pf.market_of(asset_id)
+        market = pf.market_of(asset_id, market)
         if self.catalog.market(market) is not None:
             self.emit(pf.market_position(market, strategy, ts=ts))
         marks = pf.marks(self.books)

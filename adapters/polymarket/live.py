@@ -36,7 +36,6 @@ import hashlib
 import math
 import random
 import time
-from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -290,7 +289,6 @@ class ClobExecutor(Executor):
         self.heartbeat_failures = 0
         self.user_connects = 0
         self.resends = 0
-        self.wire_ns: deque[int] = deque(maxlen=10_000)  # submit() -> request written, ns
 
     # ------------------------------------------------------------------ configuration
 
@@ -350,7 +348,7 @@ class ClobExecutor(Executor):
 
     def submit(self, order: Order) -> None:
         self._in_flight += 1
-        self._send_q.send_nowait(("submit", (order, time.perf_counter_ns())))
+        self._send_q.send_nowait(("submit", order))
 
     def cancel(self, order: Order) -> None:
         self._in_flight += 1
@@ -450,16 +448,14 @@ class ClobExecutor(Executor):
         for r in k.fills.values():
             if not r.reversed and r.status != "CONFIRMED" and r.client_id and k.orders.get(r.client_id) is None:
                 self._orphans.setdefault(r.trade_id, []).append(r)
-        pending = []
         for o in k.orders.all():
             if o.venue_order_id:
                 self._by_hash[o.venue_order_id] = o.client_id
             if o.is_open and (o.state in PENDING_STATES or not o.venue_order_id):
-                so = self._sign(o)
-                pending.append((o.client_id, so.order_hash))
+                self._sign(o)  # its hash, recomputed (and mapped)
                 self._recovered.add(o.client_id)
-        if pending:
-            logger.warning("{} order(s) without a venue answer in the journal: resolving them by hash", len(pending))
+        if self._recovered:
+            logger.warning("{} order(s) without a venue answer in the journal: looking them up by hash", len(self._recovered))
 
     # ---------------------------------------------------------------- orders out
 
@@ -513,10 +509,10 @@ class ClobExecutor(Executor):
         if cancels:
             await self._cancel(cancels)
 
-    async def _submit(self, items: list[tuple[Order, int]]) -> None:
-        signed: list[tuple[Order, SignedOrder, int]] = []
+    async def _submit(self, items: list[Order]) -> None:
+        signed: list[tuple[Order, SignedOrder]] = []
         notes: list[Event] = []
-        for o, t0 in items:
+        for o in items:
             try:
                 so = self._sign(o)
             except Exception as exc:  # noqa: BLE001 - an order that cannot be signed is refused, not lost
@@ -527,10 +523,10 @@ class ClobExecutor(Executor):
             notes.append(OrderSigned(ts=0, maker_amount=so.maker_amount, taker_amount=so.taker_amount,
                                      exchange=exchange_for(self.params.chain_id, neg, v3)[0], dry_run=self.dry_run,
                                      **self._common(o, so.order_hash)))  # fmt: skip
-            signed.append((o, so, t0))
+            signed.append((o, so))
             await anyio.sleep(0)  # a basket's signing never holds the loop for more than one order
         if self.dry_run:
-            for o, so, _ in signed:
+            for o, so in signed:
                 notes.append(OrderAccepted(ts=0, **self._common(o, so.order_hash)))
             await self._report(notes)
             return
@@ -538,21 +534,18 @@ class ClobExecutor(Executor):
         for i in range(0, len(signed), BATCH_MAX):
             await self._post(signed[i : i + BATCH_MAX])
 
-    async def _post(self, chunk: list[tuple[Order, SignedOrder, int]]) -> None:
-        hashes = [so.order_hash for _, so, _ in chunk]
+    async def _post(self, chunk: list[tuple[Order, SignedOrder]]) -> None:
+        hashes = [so.order_hash for _, so in chunk]
         self._posting.update(hashes)
         try:
             await self._post_chunk(chunk)
         finally:
             self._posting.difference_update(hashes)
 
-    async def _post_chunk(self, chunk: list[tuple[Order, SignedOrder, int]]) -> None:
+    async def _post_chunk(self, chunk: list[tuple[Order, SignedOrder]]) -> None:
         assert self.clob is not None
         one = len(chunk) == 1
-        body = msgspec.json.encode(chunk[0][1].body if one else [so.body for _, so, _ in chunk])
-        now = time.perf_counter_ns()
-        for _, _, t0 in chunk:
-            self.wire_ns.append(now - t0)
+        body = msgspec.json.encode(chunk[0][1].body if one else [so.body for _, so in chunk])
         for attempt in range(6):  # a 429 was not processed: the same bytes again, after a pause
             try:
                 r = await self.clob.request("POST", "/order" if one else "/orders", body)
@@ -566,20 +559,20 @@ class ClobExecutor(Executor):
         answers = [r] if one else (r if isinstance(r, list) else [])
         if len(answers) != len(chunk):
             await self._report([OrderUnknown(ts=0, reason="malformed answer", **self._common(o, so.order_hash))
-                                for o, so, _ in chunk])  # fmt: skip
-            for o, so, _ in chunk:
+                                for o, so in chunk])  # fmt: skip
+            for o, so in chunk:
                 await self._resolve(o, so)
             return
         await self._report(self._answers(chunk, answers))
-        for (o, so, _), a in zip(chunk, answers):
+        for (o, so), a in zip(chunk, answers):
             if isinstance(a, dict) and _duplicate(a):
                 await self._resolve(o, so, resend=False)
 
-    async def _post_failed(self, chunk: list[tuple[Order, SignedOrder, int]], err: HttpError) -> None:
+    async def _post_failed(self, chunk: list[tuple[Order, SignedOrder]], err: HttpError) -> None:
         if err.maybe_processed:
             # unknown, never rejected; an order the user channel already reported (accepted,
             # filled) is known and needs nothing more
-            pending = [(o, so) for o, so, _ in chunk if o.state in PENDING_STATES]
+            pending = [(o, so) for o, so in chunk if o.state in PENDING_STATES]
             await self._report([OrderUnknown(ts=0, reason=str(err), **self._common(o, so.order_hash))
                                 for o, so in pending])  # fmt: skip
             for o, so in pending:
@@ -587,9 +580,9 @@ class ClobExecutor(Executor):
         else:  # refused (4xx): each order's reason, when the venue gave one
             await self._report(self._answers(chunk, _error_answers(err, len(chunk))))
 
-    def _answers(self, chunk: list[tuple[Order, SignedOrder, int]], answers: list[Any]) -> list[Event]:
+    def _answers(self, chunk: list[tuple[Order, SignedOrder]], answers: list[Any]) -> list[Event]:
         out: list[Event] = []
-        for (o, so, _), a in zip(chunk, answers):
+        for (o, so), a in zip(chunk, answers):
             c = self._common(o, so.order_hash)
             if not isinstance(a, dict) or not a.get("success") or not a.get("orderID"):
                 reason = a.get("errorMsg") or a.get("error") or "refused" if isinstance(a, dict) else "refused"
@@ -632,14 +625,14 @@ class ClobExecutor(Executor):
                     resend = False  # the venue has it (our first send landed): look it up again
                     continue
                 if not err.maybe_processed and err.status != 429:
-                    await self._report(self._answers([(o, so, 0)], answer))
+                    await self._report(self._answers([(o, so)], answer))
                     return
                 continue
             if isinstance(a, dict) and a.get("success") and a.get("orderID"):
-                await self._report(self._answers([(o, so, 0)], [a]))
+                await self._report(self._answers([(o, so)], [a]))
                 return
             if isinstance(a, dict) and not _duplicate(a):
-                await self._report(self._answers([(o, so, 0)], [a]))
+                await self._report(self._answers([(o, so)], [a]))
                 return
             resend = False  # "already exists": look it up again
         if o.client_id in self._recovered and o.state in PENDING_STATES:
@@ -670,12 +663,7 @@ class ClobExecutor(Executor):
             await self._report([OrderCancelled(ts=0, reason="cancelled (dry run)", **self._common(o)) for o in orders])
             return
         assert self.clob is not None
-        by_hash: dict[str, Order] = {}
-        for o in orders:
-            h = o.venue_order_id or (self._signed[o.client_id].order_hash if o.client_id in self._signed else "")
-            if not h:
-                h = self._sign(o).order_hash
-            by_hash[h] = o
+        by_hash = {o.venue_order_id or self._sign(o).order_hash: o for o in orders}
         hashes = list(by_hash)
         for i in range(0, len(hashes), 500):
             part = hashes[i : i + 500]
