@@ -2,8 +2,8 @@
 
 Unknown keys and wrong types are refused with the file, the key path and the expected type named
 (:class:`ConfigError`). Secrets never live in the config file: they come from the environment
-(``POLYBOT_PRIVATE_KEY``, ``POLYBOT_API_KEY``, ``POLYBOT_API_SECRET``, ``POLYBOT_API_PASSPHRASE``)
-or a separate secrets file named by ``[secrets] file`` (TOML with the same keys, lower case).
+(``POLYBOT_PRIVATE_KEY``, ``POLYBOT_API_KEY``, ``POLYBOT_API_SECRET``, ``POLYBOT_API_PASSPHRASE``;
+``POLYBOT_ODDS_API_KEY`` for an odds feed) or a separate secrets file named by ``[secrets] file`` (TOML with the same keys, lower case).
 """
 
 from __future__ import annotations
@@ -180,7 +180,7 @@ def parse_config(data: dict[str, Any], file: str = "<config>") -> Config:
 # Secrets
 # --------------------------------------------------------------------------------------------
 
-SECRET_KEYS = ("private_key", "api_key", "api_secret", "api_passphrase")
+SECRET_KEYS = ("private_key", "api_key", "api_secret", "api_passphrase", "odds_api_key")
 
 
 class Secrets:

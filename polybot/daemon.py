@@ -49,7 +49,14 @@ def build_feeds(cfg: Config) -> list[Feed]:
             params = convert_params(cls.Params, fc.params)
         except msgspec.ValidationError as exc:
             raise ConfigError(describe_validation_error(exc, file, f"{where}.params")) from None
-        feeds.append(cls(fc.name or f"{fc.kind}-{i}", params))
+        feed = cls(fc.name or f"{fc.kind}-{i}", params)
+        hook = getattr(feed, "configure", None)
+        if hook is not None:  # a feed that needs credentials (an odds API key) reads them here
+            try:
+                hook(cfg)
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"{file}: {where}: {exc}") from None
+        feeds.append(feed)
     return feeds
 
 

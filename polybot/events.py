@@ -128,6 +128,28 @@ class FeeSchedule(msgspec.Struct, frozen=True, kw_only=True):
     rebate_ppm: int = 0
 
 
+class SportsMarket(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """What ties a Polymarket sports market to a game (Gamma's sports fields).
+
+    ``game_id`` is Gamma's ``gameId`` (the market's, else its event's): the same id as the
+    sports WebSocket's ``gameId``. ``market_type`` is ``sportsMarketType`` as Gamma writes it
+    (``moneyline``, ``spreads``, ``totals``, ``map_handicap``, ...). ``line`` is the spread or
+    total line (a model input, so a float): for a spread it applies to ``outcomes[0]`` (Gamma's
+    "FaZe (-1.5)" is ``line = -1.5`` with FaZe first). ``teams`` are the two sides as the event
+    title names them ("A vs. B" -> ("A", "B")), in the title's order, which says nothing about
+    home and away. ``delay_ms`` is the venue's matching delay for marketable orders while the
+    game is in play (Gamma ``secondsDelay``)."""
+
+    game_id: str = ""
+    market_type: str = ""
+    line: float | None = None
+    start_ts: int = 0  # game start (ns), Gamma gameStartTime / eventStartTime
+    delay_ms: int = 0
+    league: str = ""  # series slug or league ("nba", "counter-strike", ...)
+    teams: tuple[str, ...] = ()
+    title: str = ""  # groupItemTitle ("Match Winner", "O/U 174.5", ...)
+
+
 class MarketInfo(Event, frozen=True, kw_only=True, tag="market_info"):
     """A tradable market from the catalog (Gamma / CLOB REST / ``new_market``)."""
 
@@ -152,6 +174,7 @@ class MarketInfo(Event, frozen=True, kw_only=True, tag="market_info"):
     version: str = "v1"
     series: str = ""
     tags: tuple[str, ...] = ()
+    sports: SportsMarket | None = None  # set for sports markets (Gamma ``sportsMarketType``)
 
 
 # --------------------------------------------------------------------------------------------
@@ -163,21 +186,26 @@ class GameState(Event, frozen=True, kw_only=True, tag="game_state"):
     """Live state of one game from a score feed. ``feed_ts`` is the feed's own time (ns)."""
 
     game_id: str
-    league: str = ""
+    league: str = ""  # the feed's league ("nfl", "epl", "wta challenger", ...)
+    sport: str = ""  # family: soccer basketball football hockey baseball tennis esports cricket | ""
     slug: str = ""
     home: str = ""
     away: str = ""
-    home_score: int = 0
+    home_score: int = 0  # points / goals / runs; tennis: sets; esports: maps
     away_score: int = 0
-    score: str = ""  # the feed's raw score text, e.g. "3-16" or a cricket line
-    period: str = ""
-    clock: str = ""
+    score: str = ""  # the feed's raw score text, e.g. "3-16", "4-6, 1-2", "000-000|2-0|Bo3"
+    period: str = ""  # as the feed writes it: "Q4", "2H", "HT", "FT", "S2", "2/3", ...
+    clock: str = ""  # the feed's raw elapsed text ("5:18", "74")
+    #: seconds elapsed as the feed states them: in the current period for a clock ("5:18"),
+    #: in the match for a bare minute count ("74", soccer); None = not stated
     elapsed_s: int | None = None
+    elapsed_scope: str = ""  # "period" | "match" | ""
     status: str = ""
     live: bool = False
     ended: bool = False
-    feed: str = ""
-    feed_ts: int = 0
+    turn: str = ""  # possession (NFL/CFB)
+    feed: str = ""  # the source that reported it
+    feed_ts: int = 0  # the feed's own time of this state (ns), 0 = not stated
 
 
 class OddsQuote(Event, frozen=True, kw_only=True, tag="odds"):
@@ -291,7 +319,11 @@ class OrderSubmitted(OrderEvent, frozen=True, kw_only=True, tag="order_submitted
 
 
 class OrderAccepted(OrderEvent, frozen=True, kw_only=True, tag="order_accepted"):
-    pass
+    """The venue took the order. ``delayed``: a marketable order on an in-play sports market
+    whose matching the venue holds back for the market's delay (Polymarket answers ``delayed``);
+    its fills, or the cancel of what found no match, come after the delay."""
+
+    delayed: bool = False
 
 
 class OrderRejected(OrderEvent, frozen=True, kw_only=True, tag="order_rejected"):

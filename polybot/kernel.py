@@ -43,6 +43,8 @@ from .events import (
     ControlEvent,
     EnableStrategy,
     Event,
+    GameState,
+    OddsQuote,
     FeedDisconnected,
     FillEvent,
     FillReversed,
@@ -83,6 +85,7 @@ from .journal import JournalWriter, one_line, text_frame
 from .execution.modes import Executions
 from .execution.orders import EVENT_STATE, OrderStore
 from .portfolio import Portfolio
+from .scoreboard import OddsBoard, Scoreboard
 from .risk import LOT, Decision, Exposure, RiskChain, RiskContext, TradingStateValidator, reject, worst_case
 from .risk.chain import LossBook, intent_loss
 from .strategy import Context, Strategy, convert_params, params_table
@@ -153,6 +156,10 @@ def decode_clock(msg: bytes, ts: int) -> Sequence[Event]:
     return ()
 
 
+def _SPORTS_SOURCE(source: str) -> bool:  # noqa: N802 - a predicate constant
+    return source.startswith(("sports.", "odds."))
+
+
 BUILTIN_DECODERS: dict[str, Decoder] = {
     "events": decode_events,
     "control": decode_control,
@@ -162,7 +169,7 @@ BUILTIN_DECODERS: dict[str, Decoder] = {
 
 class KernelStats:
     __slots__ = ("inputs", "events", "dropped", "by_source", "drop_reasons", "intents", "orders",
-                 "fills", "rejections", "illegal_transitions", "duplicate_fills")  # fmt: skip
+                 "fills", "rejections", "illegal_transitions", "duplicate_fills", "sports_repeats")  # fmt: skip
 
     def __init__(self) -> None:
         self.inputs = 0
@@ -176,6 +183,7 @@ class KernelStats:
         self.rejections = 0
         self.illegal_transitions = 0
         self.duplicate_fills = 0  # fills an executor reported twice (same trade, same order): not counted again
+        self.sports_repeats = 0  # game states / odds quotes that repeated what the boards hold: not published
 
 
 _POS_FIELDS = ("size", "cost", "realized", "fees", "bought", "sold", "rebates")
@@ -231,6 +239,8 @@ class Kernel:
         self.books = Books()
         self.integrity = Integrity(verify_books, hash_defaults)
         self.catalog = Catalog()
+        self.scoreboard = Scoreboard()  # latest game states (score feeds)
+        self.odds = OddsBoard()  # latest bookmaker quotes (odds feeds)
         self.portfolio = Portfolio(catalog=self.catalog, mark=mark)
         self.orders = OrderStore()
         self.exposure = Exposure()
@@ -252,6 +262,7 @@ class Kernel:
         self.stats = KernelStats()
         self.strategies: dict[str, Strategy] = {}
         self.decoders: dict[str, Decoder] = dict(BUILTIN_DECODERS)
+        self.decoders["events"] = self._boarded(decode_events)
         self.redactions: dict[str, list[tuple[bytes, bytes]]] = {}
         self.engine_sink: list[bytes] | None = None  # set by faithful replay to compare lines
         self.on_state_change: list[Callable[[], None]] = []
@@ -279,7 +290,7 @@ class Kernel:
         self.decoders.setdefault(executor.source, self._decode_exec)
 
     def add_decoder(self, source: str, decoder: Decoder) -> None:
-        self.decoders[source] = decoder
+        self.decoders[source] = self._boarded(decoder) if _SPORTS_SOURCE(source) else decoder
 
     def set_decoder_resolver(self, resolver: Callable[[str], Decoder | None]) -> None:
         """Called for a source with no decoder (e.g. entry-point lookup in replay)."""
@@ -408,6 +419,8 @@ class Kernel:
             dec = self._decode_exec
         elif self._decoder_resolver is not None:
             dec = self._decoder_resolver(source)
+            if dec is not None and _SPORTS_SOURCE(source):
+                dec = self._boarded(dec)
         if dec is not None:
             self.decoders[source] = dec
         return dec
@@ -783,6 +796,39 @@ class Kernel:
         elif not o.is_open:
             self.exposure.release(o.client_id)
 
+    # ---------------------------------------------------------------- sports and odds
+
+    def _boarded(self, decoder: Decoder) -> Decoder:
+        """``decoder`` with its game states and odds quotes passed through the scoreboard and
+        the odds board: repeats are dropped (counted), so strategies hear only news. Used for
+        the ``sports.*``, ``odds.*`` and ``events`` sources."""
+
+        def dec(msg: bytes, ts: int) -> Sequence[Event]:
+            try:
+                return self._board(decoder(msg, ts))
+            except FrameError as exc:
+                exc.events = tuple(self._board(exc.events))
+                raise
+
+        return dec
+
+    def _board(self, events: Sequence[Event]) -> Sequence[Event]:
+        out: list[Event] | None = None
+        for i, e in enumerate(events):
+            c = e.__class__
+            news = True
+            if c is GameState:
+                news = self.scoreboard.accept(e)  # type: ignore[arg-type]
+            elif c is OddsQuote:
+                news = self.odds.accept(e)  # type: ignore[arg-type]
+            if not news:
+                self.stats.sports_repeats += 1
+                if out is None:
+                    out = list(events[:i])
+            elif out is not None:
+                out.append(e)
+        return events if out is None else out
+
     # ---------------------------------------------------------------- executor reports
 
     def _decode_exec(self, msg: bytes, ts: int) -> Sequence[Event]:
@@ -1006,6 +1052,8 @@ class Kernel:
             "books": self.books.to_state(),
             "catalog": [msgspec.json.decode(ENCODER.encode(i)) for i in self.catalog.to_state()],
             "resolved": dict(sorted(self.catalog.resolved.items())),
+            "scoreboard": self.scoreboard.to_state(),
+            "odds": self.odds.to_state(),
             "portfolio": self.portfolio.to_state(),
             "orders": self.orders.to_state(),
             "fills": [attrs.astuple(r) for r in self.fills.values()],
@@ -1029,6 +1077,8 @@ class Kernel:
         self.timers.restore([tuple(x) for x in st["timers"]])
         self.books.restore(st["books"])
         self.catalog.restore([msgspec.convert(i, MarketInfo) for i in st["catalog"]], st["resolved"])
+        self.scoreboard.restore(st.get("scoreboard", {}))
+        self.odds.restore(st.get("odds", []))
         self.portfolio.restore(st["portfolio"])
         self.orders.restore(st["orders"])
         self.fills = {f"{r[0]}/{r[1]}": FillRecord(*r) for r in st.get("fills", [])}

@@ -46,6 +46,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .kernel import Kernel
     from .execution.orders import Order
     from .portfolio import Portfolio, Position
+    from .scoreboard import OddsBoard, Scoreboard
     from .risk import Decision
 
 ENTRY_POINT_GROUP = "polybot.strategies"
@@ -94,6 +95,16 @@ class Context:
     @property
     def portfolio(self) -> Portfolio:
         return self._k.portfolio
+
+    @property
+    def scoreboard(self) -> Scoreboard:
+        """Latest game state per game and score feed (:mod:`polybot.scoreboard`)."""
+        return self._k.scoreboard
+
+    @property
+    def odds(self) -> OddsBoard:
+        """Latest bookmaker quote per event, book, market and outcome."""
+        return self._k.odds
 
     @property
     def trading_state(self) -> str:

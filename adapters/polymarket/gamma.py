@@ -44,7 +44,7 @@ import msgspec
 from loguru import logger
 
 from polybot.clock import iso_to_ns
-from polybot.events import Event, FeeSchedule, MarketInfo
+from polybot.events import Event, FeeSchedule, MarketInfo, SportsMarket
 from polybot.kernel import FrameError
 from polybot.units import SCALE, to_units
 
@@ -216,6 +216,83 @@ def _tags(*sources: Any) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _game_ts(v: Any, field: str) -> int:
+    """A game start time: ISO-8601 (``eventStartTime``) or Gamma's SQL-style
+    ``"2026-04-05 15:10:00+00"`` (``gameStartTime``)."""
+    if isinstance(v, str) and len(v) >= 19 and v[10] == " ":
+        t = v[:10] + "T" + v[11:]
+        if t.endswith("+00"):
+            t = t[:-3] + "Z"
+        elif t[-3] in "+-" and t[-2:].isdigit():
+            t += ":00"
+        return _ts(t, field)
+    return _ts(v, field)
+
+
+def _line(v: Any, field: str) -> float | None:
+    if v is None or v == "":
+        return None
+    if isinstance(v, bool):
+        raise ValueError(f"{field}: not a number: {v!r}")
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        raise ValueError(f"{field}: not a number: {v!r}") from None
+    if x != x or x in (float("inf"), float("-inf")):
+        raise ValueError(f"{field}: not a finite number: {v!r}")
+    return x
+
+
+_VS = re.compile(r"\s+(?:vs\.?|v\.?|@)\s+", re.IGNORECASE)
+
+
+def _league_of_slug(slug: str) -> str:
+    """The league prefix of a sports event slug (``"bkseriea-oli-rey-2026-06-13"`` ->
+    ``"bkseriea"``); "" when the slug does not look like ``<league>-<a>-<b>-<date>``."""
+    m = re.fullmatch(r"([a-z0-9]+)-[a-z0-9]+-[a-z0-9]+-\d{4}-\d{2}-\d{2}", slug)
+    return m.group(1) if m else ""
+
+
+def split_teams(title: str) -> tuple[str, ...]:
+    """The two sides of an event title: ``"Olimpia Milano vs. Reyer Venezia"`` and
+    ``"Counter-Strike: FaZe vs illwill (BO3) - HLC Belgrade Pro Playoffs"`` -> the two names
+    (a ``"<game>: "`` prefix, a ``" (BO3)"`` note and a ``" - <tournament>"`` suffix are cut).
+    Anything else -> ``()``: the join then relies on ids and the outcomes."""
+    parts = _VS.split(title.strip())
+    if len(parts) != 2:
+        return ()
+    a, b = parts
+    if ": " in a:
+        a = a.rsplit(": ", 1)[1]
+    b = b.split(" - ", 1)[0]
+    b = re.sub(r"\s*\([^)]*\)\s*$", "", b)
+    a, b = a.strip(), b.strip()
+    return (a, b) if a and b else ()
+
+
+def _sports(kind: Any, game_id: Any, line: Any, start: Any, delay: Any, league: str, title: str,
+            item_title: Any, prefix: str) -> SportsMarket | None:  # fmt: skip
+    """The sports fields of a market (None for a market that is not a sports market)."""
+    mtype = _str(kind, prefix + "sportsMarketType")
+    gid = game_id if not isinstance(game_id, (int, float)) or isinstance(game_id, bool) else str(int(game_id))
+    gid = _str(gid, prefix + "gameId")
+    if not mtype and not gid:
+        return None
+    d = 0 if delay is None or delay == "" else _units(delay, prefix + "secondsDelay") // 1000
+    if d < 0:
+        raise ValueError(f"{prefix}secondsDelay: negative: {delay!r}")
+    return SportsMarket(
+        game_id=gid,
+        market_type=mtype,
+        line=_line(line, prefix + "line"),
+        start_ts=start,
+        delay_ms=d,
+        league=league,
+        teams=split_teams(title),
+        title=_str(item_title, prefix + "groupItemTitle"),
+    )
+
+
 # =============================================================================================
 # series: recurring crypto up/down markets
 # =============================================================================================
@@ -357,6 +434,13 @@ def normalize_market(obj: dict[str, Any], event: dict[str, Any] | None = None, t
         version=version or "v1",
         series=series_of_slug(slug) or _event_series(ev),
         tags=_tags(obj.get("tags"), ev.get("tags")),
+        sports=_sports(
+            obj.get("sportsMarketType"), obj.get("gameId") or ev.get("gameId"), obj.get("line"),
+            _game_ts(obj.get("gameStartTime"), "gameStartTime") or _ts(obj.get("eventStartTime"), "eventStartTime")
+            or _ts(ev.get("startTime"), "event.startTime"),
+            obj.get("secondsDelay"), _event_series(ev), _str(ev.get("title"), "event.title") or
+            _str(obj.get("question"), "question"), obj.get("groupItemTitle"), "",
+        ),
     )
 
 
@@ -508,6 +592,13 @@ def normalize_new_market(frame: dict[str, Any], ts: int = 0) -> MarketInfo:
         version=_str(frame.get("version"), "version") or "v1",
         series=series_of_slug(slug),
         tags=_tags(frame.get("tags")),
+        sports=_sports(
+            frame.get("sports_market_type"), frame.get("game_id"), frame.get("line"),
+            _game_ts(frame.get("game_start_time"), "game_start_time"), frame.get("seconds_delay"),
+            _league_of_slug(_str(ev.get("slug"), "event_message.slug")),
+            _str(ev.get("title"), "event_message.title") or _str(frame.get("question"), "question"),
+            frame.get("group_item_title"), "",
+        ),
     )
 
 

@@ -590,6 +590,11 @@ class ClobExecutor(Executor):
                     continue  # the venue has it already: resolved by hash next
                 out.append(OrderRejected(ts=0, reason=str(reason)[:300], **c))
                 continue
+            if str(a.get("status", "")).lower() == "delayed":
+                # in-play sports market: matching is held back; the user channel reports the
+                # fill or the cancel after the delay (nothing matched yet is not a remainder)
+                out.append(OrderAccepted(ts=0, delayed=True, **c))
+                continue
             out.append(OrderAccepted(ts=0, **c))
             it = o.intent
             if it.tif in ("FOK", "FAK"):

@@ -30,6 +30,14 @@ bid) fills it outright: the taker would have met it first. The book is unified: 
 When the visible opposite side moves through a resting order (an ask at or below our bid), the
 order fills as the maker at its own price against that liquidity.
 
+**Matching delay.** On an in-play sports market (its ``MarketInfo.sports.delay_ms`` > 0, the
+game started: ``ts >= sports.start_ts``) the venue holds a marketable order back for that delay
+before matching it (it answers ``delayed``). The paper executor does the same: the order is
+accepted (``OrderAccepted(delayed=True)``) and matched ``delay_ms`` later against the book as it
+is *then*: a FOK that no longer fills whole is killed, a FAK takes what is left at its limit, a
+GTC/GTD rests what does not cross. So a replay never fills at a price the delay would have moved
+away from. A cancel during the delay cancels it. ``match_delay = "off"`` disables the model.
+
 Fills of resting orders are maker fills: no fee, and an estimated rebate (the market's rebate
 share of the fee-equivalent; the venue pays it daily). Everything is deterministic: trade ids
 count, iteration follows arrival order, no clock or randomness is read.
@@ -107,7 +115,9 @@ class PaperExecutor(Executor):
     * ``latency_ms``: time for an order or a cancel to reach the book (kernel time);
     * ``default_fee_rate`` / ``default_fee_exponent``: the fee schedule of a market missing
       from the catalog (a warning is logged once per market);
-    * ``check_balance``: refuse orders the paper balance cannot cover (default true).
+    * ``check_balance``: refuse orders the paper balance cannot cover (default true);
+    * ``match_delay``: ``"market"`` (default) models the venue's matching delay of marketable
+      orders on in-play sports markets; ``"off"`` matches them at once.
     """
 
     name = "paper"
@@ -115,7 +125,7 @@ class PaperExecutor(Executor):
 
     def __init__(self, cash: str | int | float = "1000", latency_ms: float = 0.0,
                  default_fee_rate: str | float = "0", default_fee_exponent: int = 1,
-                 check_balance: bool = True) -> None:  # fmt: skip
+                 check_balance: bool = True, match_delay: str = "market") -> None:  # fmt: skip
         super().__init__()
         self.start_cash = units_param("cash", cash)
         if not isinstance(latency_ms, (int, float)) or isinstance(latency_ms, bool) or latency_ms < 0:
@@ -130,6 +140,9 @@ class PaperExecutor(Executor):
             raise ValueError(f"check_balance: must be true or false, got {check_balance!r}")
         self.fees = FeeModel(FeeSchedule(rate_ppm=rate, exponent=default_fee_exponent) if rate else None)
         self.check_balance = check_balance
+        if match_delay not in ("market", "off"):
+            raise ValueError(f"match_delay: must be \"market\" or \"off\", got {match_delay!r}")
+        self.match_delay = match_delay == "market"
         self._subscribed: set[str] = set()
         self.reset()
 
@@ -147,6 +160,7 @@ class PaperExecutor(Executor):
         self.consumed: dict[tuple[str, str, int], int] = {}  # (asset, "BID"|"ASK", price) -> taken
         self.arriving: dict[str, int] = {}  # client_id -> arrival time (latency)
         self.cancelling: dict[str, int] = {}  # client_id -> time the cancel reaches the book
+        self.delayed: dict[str, int] = {}  # client_id -> when its delayed matching happens
         self.seq = 0
         self.trades = 0
 
@@ -164,6 +178,7 @@ class PaperExecutor(Executor):
             "consumed": [[a, s, p, v] for (a, s, p), v in sorted(self.consumed.items())],
             "arriving": dict(sorted(self.arriving.items())),
             "cancelling": dict(sorted(self.cancelling.items())),
+            "delayed": dict(sorted(self.delayed.items())),
             "seq": self.seq,
             "trades": self.trades,
         }
@@ -183,6 +198,7 @@ class PaperExecutor(Executor):
         self.consumed = {(a, s, p): v for a, s, p, v in st["consumed"]}
         self.arriving = dict(st["arriving"])
         self.cancelling = dict(st["cancelling"])
+        self.delayed = dict(st.get("delayed", {}))
         self.seq = st["seq"]
         self.trades = st["trades"]
         k = self.kernel
@@ -447,6 +463,12 @@ class PaperExecutor(Executor):
         if it.post_only and marketable:
             self._reject(order, "post-only order would cross the book")
             return
+        delay = self._delay_ns(info, now) if marketable else 0
+        if delay:
+            k.emit(OrderAccepted(ts=now, delayed=True, **self._common(order)))
+            self.delayed[order.client_id] = now + delay
+            k.timers.set(OWNER, "match:" + order.client_id, now + delay)
+            return
         remaining = order.remaining
         if it.tif == "FOK" and sum(av for _p, av in levels) < remaining:
             self._reject(order, "FOK order couldn't be fully filled: killed")
@@ -455,6 +477,42 @@ class PaperExecutor(Executor):
             self._reject(order, "no orders found to match with FAK order")
             return
         k.emit(OrderAccepted(ts=now, **self._common(order)))
+        self._match(order, book, levels, now)
+
+    def _delay_ns(self, info: Any, now: int) -> int:
+        """The venue's matching delay for a marketable order now (0: none)."""
+        if not self.match_delay or info is None:
+            return 0
+        sp = info.sports
+        if sp is None or sp.delay_ms <= 0 or (sp.start_ts and now < sp.start_ts):
+            return 0
+        return sp.delay_ms * 1_000_000
+
+    def _match_delayed(self, order: Order) -> None:
+        """The delay is over: match against the book as it is now (accepted already, so what
+        does not fill is cancelled, never rejected)."""
+        k = self.kernel
+        assert k is not None
+        now = k.clock.now()
+        it = order.intent
+        book = self._book(it.asset_id)
+        levels = self._opposite(book, it.side, it.price) if book is not None else []
+        if it.tif == "FOK" and sum(av for _p, av in levels) < order.remaining:
+            self._finish(order, "FOK order couldn't be fully filled after the matching delay: killed")
+            return
+        if it.tif == "FAK" and not levels:
+            self._finish(order, "no orders found to match with FAK order after the matching delay")
+            return
+        if book is None:
+            self._finish(order, f"no order book for asset {it.asset_id} after the matching delay")
+            return
+        self._match(order, book, levels, now)
+
+    def _match(self, order: Order, book: OrderBook, levels: list[tuple[int, int]], now: int) -> None:
+        """Take ``levels`` (best first) up to the order's size, then kill (FOK/FAK) or rest
+        the remainder."""
+        it = order.intent
+        remaining = order.remaining
         bside = "ASK" if it.side == "BUY" else "BID"
         for p, av in levels:
             q = min(av, remaining)
@@ -516,6 +574,11 @@ class PaperExecutor(Executor):
             k.timers.cancel(OWNER, "arrive:" + client_id)
             self._finish(o, reason)
             return
+        if client_id in self.delayed:  # held back by the matching delay: never matched
+            del self.delayed[client_id]
+            k.timers.cancel(OWNER, "match:" + client_id)
+            self._finish(o, reason)
+            return
         r = self.resting.get(client_id)
         if r is None:
             return  # already filled, killed or expired: nothing to cancel (the venue says so too)
@@ -545,6 +608,11 @@ class PaperExecutor(Executor):
                 o = k.orders.get(cid)
                 if o is not None:
                     self._arrive(o)
+        elif what == "match":
+            if self.delayed.pop(cid, None) is not None:
+                o = k.orders.get(cid)
+                if o is not None:
+                    self._match_delayed(o)
         elif what == "cancel":
             if self.cancelling.pop(cid, None) is not None:
                 self._cancel_now(cid, "cancelled")
@@ -716,12 +784,13 @@ class PaperExecutor(Executor):
                 self._unrest(r)
                 if o is not None:
                     self._finish(o, "market resolved")
-        for cid in sorted(self.arriving):
-            o = k.orders.get(cid)
-            if o is not None and (o.intent.market == ev.market or o.asset_id in assets):
-                del self.arriving[cid]
-                k.timers.cancel(OWNER, "arrive:" + cid)
-                self._finish(o, "market resolved")
+        for pending, timer in ((self.arriving, "arrive:"), (self.delayed, "match:")):
+            for cid in sorted(pending):
+                o = k.orders.get(cid)
+                if o is not None and (o.intent.market == ev.market or o.asset_id in assets):
+                    del pending[cid]
+                    k.timers.cancel(OWNER, timer + cid)
+                    self._finish(o, "market resolved")
         for a in sorted(assets):
             held = self.shares.pop(a, 0)
             if held > 0 and a == ev.winning_asset_id:
