@@ -734,3 +734,13 @@ def test_daemon_builds_the_feed_and_reads_the_key(tmp_path: Path, monkeypatch: A
     bad = {"feeds": [{"kind": "adapters.odds.theoddsapi:OddsApiFeed", "params": {"sports": ["x"], "regionz": ["us"]}}]}
     with pytest.raises(ConfigError, match="regionz"):
         build_feeds(parse_config(bad, "cfg.toml"))
+
+
+def test_demo_key_only_for_a_loopback_simulator() -> None:
+    from polybot.config import parse_config
+
+    feed = OddsApiFeed("odds", {"sports": ["basketball_nba"], "base_url": "http://127.0.0.1:8765", "demo_key": "demo"})
+    feed.configure(parse_config({}), env={})
+    assert feed._key == "demo"
+    with pytest.raises(ValueError, match="demo_key"):
+        OddsApiFeed("odds", {"sports": ["basketball_nba"], "demo_key": "demo"})

@@ -79,6 +79,7 @@ import os
 import random
 import re
 import time
+import urllib.parse
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from fractions import Fraction
@@ -603,6 +604,9 @@ class OddsApiFeed(Feed):
         backoff_max_s: PosFloat = 300.0
         source: str = SOURCE
         api_key_env: str = DEFAULT_KEY_ENV
+        #: a placeholder key for the local simulator (which accepts any key): allowed only with
+        #: a loopback base_url, so a real key never has to be written into a config file
+        demo_key: str = ""
 
     def __init__(
         self,
@@ -679,7 +683,7 @@ class OddsApiFeed(Feed):
         file, or ``POLYBOT_ODDS_API_KEY``). Raises ``ValueError`` when there is none."""
         env = dict(os.environ) if env is None else dict(env)
         var = self.params.api_key_env
-        key = env.get(var) or load_secrets(cfg, env).get(SECRET_KEY)
+        key = env.get(var) or load_secrets(cfg, env).get(SECRET_KEY) or self.params.demo_key
         if not key:
             also = f" (or {DEFAULT_KEY_ENV})" if var != DEFAULT_KEY_ENV else ""
             raise ValueError(f"{SECRET_KEY}: missing: set the environment variable {var}{also}, or put "
@@ -948,5 +952,8 @@ def _validate(name: str, p: Any) -> None:
         check_source(p.source)
     except ValueError:
         raise bad("source", "must be a source name (letters, digits, _ . : -)") from None
+    if p.demo_key and urllib.parse.urlsplit(p.base_url).hostname not in ("127.0.0.1", "localhost", "::1"):
+        raise bad("demo_key", "is for the local simulator only (a loopback base_url); put a real key in "
+                              f"the environment ({DEFAULT_KEY_ENV}) or the secrets file")
     if not isinstance(p.api_key_env, str) or not p.api_key_env:
         raise bad("api_key_env", "must name an environment variable")
