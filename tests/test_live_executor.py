@@ -117,7 +117,7 @@ async def test_a_5xx_submit_not_processed_is_sent_again_once(tmp_path: Path, mon
     async with live_rig(tmp_path, monkeypatch) as rig:
         yes = rig.market["yes"]
         bid, _ = rig.top(yes)
-        rig.sim.exchange.error_next(503, 1)
+        rig.sim.exchange.error_next(503, 1, route="POST /order")  # not a heartbeat in between
         a = rig.submit(yes, "BUY", bid - 10_000, TEN)
         await rig.until(lambda: rig.order(a).state == "accepted", what="accepted after the re-send")
         h = rig.order(a).venue_order_id
@@ -332,7 +332,7 @@ async def test_a_429_is_sent_again_without_becoming_unknown(tmp_path: Path, monk
     async with live_rig(tmp_path, monkeypatch) as rig:
         yes = rig.market["yes"]
         bid, _ = rig.top(yes)
-        rig.sim.exchange.error_next(429, 2)  # rate limited twice: not processed by the venue
+        rig.sim.exchange.error_next(429, 2, route="POST /order")  # rate limited twice: not processed by the venue
         a = rig.submit(yes, "BUY", bid - 10_000, TEN)
         await rig.until(lambda: rig.order(a).state == "accepted", what="accepted after the 429s")
         assert not any(ev["type"] == "order_unknown" for ev in _exec_inputs(rig))

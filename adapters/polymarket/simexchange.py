@@ -25,6 +25,14 @@ amounts) and §7 (EIP-712):
   below its price (a SELL: best bid at or above) fills as MAKER at its own price for at most that
   level's size; the synthetic book is not changed by such fills. Our orders never match each
   other. ``/_sim/cross`` sends an external taker against our resting orders.
+* **Matching delay.** On a sports market whose game is live (``SimConfig.sports``), a marketable
+  order is checked as usual, then answered ``{"success":true,"status":"delayed","orderID":...}``
+  with empty amounts; it holds its collateral or shares, shows ``DELAYED`` in ``/data/order``
+  and can be canceled. Gamma ``secondsDelay`` seconds later it is matched against the book AS IT
+  IS THEN (a stale price may be gone): it fills (``trade`` + order ``UPDATE``), rests (GTC/GTD:
+  ``PLACEMENT``) or is canceled (``CANCELLATION``: a FOK that cannot fill whole, an FAK or a
+  remainder below 5 shares, a closed market, a balance gone). The user channel says nothing
+  before the match.
 * **Balances** per account (the order's ``maker``: the EOA, or the funder for proxy/safe/1271
   orders): pUSD collateral (``SimConfig.cash``) and shares per token; takers pay
   ``taker_fee`` of the market's Gamma fee schedule, makers pay nothing. ``SimConfig.allowance``
@@ -41,7 +49,7 @@ amounts) and §7 (EIP-712):
   ``heartbeat_timeout_s`` cancels all its open orders. Any heartbeat (any id) restarts the timer.
 * **Data API / geoblock**: ``GET /v2/positions?user=``, ``GET /api/geoblock``.
 * **Faults and introspection** under ``/_sim/<action>`` and as methods: ``drop_user``,
-  ``delay_acks?ms=``, ``timeout_next_submit?ms=``, ``error_next?status=&n=``, ``fail_next_trade``,
+  ``delay_acks?ms=``, ``timeout_next_submit?ms=``, ``error_next?status=&n=&route=``, ``fail_next_trade``,
   ``retry_next_trade``, ``cross?asset=&side=&size=&price=``, ``orders``, ``accounts``, ``trades``,
   ``heartbeats``, ``auth_failures``.
 
@@ -404,6 +412,7 @@ class SimExchange:
         self._hold_next_ms = 0
         self._error_status = 0
         self._error_n = 0
+        self._error_route = ""
         self._fail_next = False
         self._retry_next = False
 
@@ -526,7 +535,7 @@ class SimExchange:
         return sum(o.remaining for o in self._open.values() if o.acct == acct and o.side == "SELL" and o.asset == asset)
 
     def _outcome(self, m: _Market, asset: str) -> str:
-        return "Yes" if asset == m.yes else "No"
+        return m.outcomes[0] if asset == m.yes else m.outcomes[1]
 
     # -- user channel --------------------------------------------------------------------------
 
@@ -701,7 +710,7 @@ class SimExchange:
     def _l2(self, fn: Callable[[web.Request, _Key, bytes], Awaitable[web.Response]], submit: bool = False
             ) -> Callable[[web.Request], Awaitable[web.Response]]:  # fmt: skip
         async def handler(request: web.Request) -> web.Response:
-            if self._error_n > 0:
+            if self._error_n > 0 and f"{request.method} {request.path}".startswith(self._error_route):
                 self._error_n -= 1
                 st = self._error_status
                 return self._json({"error": ERROR_TEXT.get(st, f"sim error {st}")}, st)
@@ -808,6 +817,9 @@ class SimExchange:
         crosses = (ba is not None and ba <= price) if buy else (bb is not None and bb >= price)
         if post_only and crosses:
             raise _Reject("invalid post-only order: order crosses book")
+        # a sports market in play: a marketable order matches secondsDelay later (checked now against the
+        # book as it is, matched then against the book as it will be)
+        delay = self.server.match_delay_s(m) if crosses and not post_only else 0
         fills = [] if post_only else self._sweep(m, so.token, so.side, price, size)
         filled = sum(q for _, _, q in fills)
         rests = otype in ("GTC", "GTD") and filled < size
@@ -817,22 +829,11 @@ class SimExchange:
         if rests and size < MIN_SHARES:
             raise _Reject(f"invalid order size {from_units(size)}: lower than the minimum: 5")
         acct = so.maker.lower()
-        a = self._account(so.maker)
-        if buy:
-            need = sum(_ceil_div(q * ap, ONE) + self._taker_fee(m, q, ap) for ap, _, q in fills)
-            if rests:
-                need += _ceil_div((size - filled) * so.maker_amount, so.taker_amount)
-            have = a.cash - self._reserved(acct, None)
-            if self._allowance is not None:
-                have = min(have, self._allowance - self._reserved(acct, None))
-        else:
-            need = size
-            have = a.shares.get(so.token, 0) - self._reserved(acct, so.token)
-            if self._allowance is not None and self._allowance <= 0:
-                have = 0
-        if need > have:
+        self._account(so.maker)
+        if self._shortfall(m, acct, so.token, so.side, fills, size - filled if rests else 0, size, so.maker_amount,
+                           so.taker_amount):  # fmt: skip
             raise _Reject(NO_BALANCE)
-        if otype == "FOK" and filled < size:
+        if otype == "FOK" and filled < size and not delay:
             raise _Reject(FOK_KILLED)
         # accepted
         self._seq += 1
@@ -843,9 +844,68 @@ class SimExchange:
                    post_only=post_only, sig_type=so.sig_type, seq=self._seq)  # fmt: skip
         self._orders[oid] = o
         k.funders[so.sig_type] = so.maker
+        if delay:
+            o.status = "DELAYED"  # holds its collateral / shares meanwhile; cancelable
+            self._open[oid] = o
+            sports = self.server.sports
+            assert sports is not None
+            sports.call_later(delay, self._match_delayed, oid)
+            logger.debug("sim exchange: {} {} {} @ {} {} -> delayed {} s", otype, so.side, from_units(size),
+                         from_units(price), oid[:10], delay)  # fmt: skip
+            return self._reply(True, "", oid, "delayed")
+        return self._execute(m, o, fills, rests)
+
+    def _shortfall(self, m: _Market, acct: str, token: str, side: str, fills: list[Fill], rest: int, size: int,
+                   maker_amount: int, taker_amount: int) -> bool:  # fmt: skip
+        """Whether the account lacks the collateral (BUY: the fills, their fees and what rests, at
+        the order's price) or the shares (SELL: the order's size) an order needs, beside what its
+        open orders hold."""
+        a = self._accounts[acct]
+        if side == "BUY":
+            need = sum(_ceil_div(q * ap, ONE) + self._taker_fee(m, q, ap) for ap, _, q in fills)
+            need += _ceil_div(rest * maker_amount, taker_amount) if rest else 0
+            have = a.cash - self._reserved(acct, None)
+            if self._allowance is not None:
+                have = min(have, self._allowance - self._reserved(acct, None))
+        else:
+            need = size
+            have = a.shares.get(token, 0) - self._reserved(acct, token)
+            if self._allowance is not None and self._allowance <= 0:
+                have = 0
+        return need > have
+
+    def _match_delayed(self, oid: str) -> None:
+        """A delayed order's match, ``secondsDelay`` after it was posted, against the book now: it
+        fills, rests (GTC/GTD) or is canceled (FOK not fully fillable, FAK remainder, a remainder
+        below the minimum size, the market closed, the balance gone); the user channel says which."""
+        o = self._orders.get(oid)
+        if o is None or o.status != "DELAYED":
+            return  # canceled meanwhile
+        self._open.pop(oid, None)
+        o.status = "LIVE"
+        m = self._market(o.asset)
+        fills = self._sweep(m, o.asset, o.side, o.price, o.size) if m is not None and not m.resolved else []
+        filled = sum(q for _, _, q in fills)
+        rests = o.order_type in ("GTC", "GTD") and filled < o.size and o.size - filled >= MIN_SHARES
+        kill = (m is None or m.resolved or (o.order_type == "FOK" and filled < o.size)
+                or self._shortfall(m, o.acct, o.asset, o.side, fills, o.size - filled if rests else 0, o.size,
+                                   o.maker_amount, o.taker_amount))  # fmt: skip
+        if kill or (not fills and not rests):
+            self._cancel(o)
+            logger.debug("sim exchange: delayed {} {} -> canceled", o.side, oid[:10])
+            return
+        assert m is not None
+        self._execute(m, o, fills, rests, delayed=True)
+
+    def _execute(self, m: _Market, o: _Order, fills: list[Fill], rests: bool, delayed: bool = False
+                 ) -> dict[str, Any]:  # fmt: skip
+        """Match an accepted order against ``fills`` and rest what is left when ``rests``; the
+        user-channel events and the POST /order answer."""
+        size, buy = o.size, o.side == "BUY"
+        filled = sum(q for _, _, q in fills)
         trade = self._take(m, o, fills) if fills else None
         if rests:
-            self._open[oid] = o
+            self._open[o.id] = o
             status = "live"
         else:
             o.status = "MATCHED" if filled == size else "CANCELED"
@@ -854,6 +914,8 @@ class SimExchange:
             self._start_trade(trade)
         if rests:
             self._order_event(o, "PLACEMENT")
+            if delayed and filled:
+                self._order_event(o, "UPDATE")
         elif filled:
             self._order_event(o, "UPDATE")
             if o.status == "CANCELED":
@@ -861,9 +923,9 @@ class SimExchange:
         cost = sum(_ceil_div(q * ap, ONE) for ap, _, q in fills) if buy else \
             sum(q * ap // ONE for ap, _, q in fills)  # fmt: skip
         making, taking = (cost, filled) if buy else (filled, cost)
-        logger.debug("sim exchange: {} {} {} @ {} {} -> {}", otype, so.side, from_units(size), from_units(price),
-                     oid[:10], status)  # fmt: skip
-        return self._reply(True, "", oid, status, from_units(making), from_units(taking),
+        logger.debug("sim exchange: {} {} {} @ {} {} -> {}{}", o.order_type, o.side, from_units(size),
+                     from_units(o.price), o.id[:10], status, " (delayed)" if delayed else "")  # fmt: skip
+        return self._reply(True, "", o.id, status, from_units(making), from_units(taking),
                            [trade.txh] if trade else [], [trade.id] if trade else [])  # fmt: skip
 
     # -- matching ------------------------------------------------------------------------------
@@ -933,7 +995,7 @@ class SimExchange:
         cost = sum(q * ap for ap, _, q in fills)
         sched = self._fee_schedule(m)
         makers = [{"asset_id": m.yes, "fee_rate_bps": "0", "maker_address": self._addr(),
-                   "matched_amount": from_units(q), "order_id": self._hex32(), "outcome": "Yes",
+                   "matched_amount": from_units(q), "order_id": self._hex32(), "outcome": m.outcomes[0],
                    "owner": LIQUIDITY_OWNER, "price": from_units(yp), "side": "SELL" if consume_asks else "BUY"}
                   for _, yp, q in fills]  # fmt: skip
         t = self._new_trade(m, o.asset, o.side, total, cost // total, o.id, o.owner, o.maker, makers, txh,
@@ -1057,7 +1119,7 @@ class SimExchange:
             raise ValueError("size must be > 0 and price within (0, 1)")
         self._expire()
         ours = "SELL" if side == "BUY" else "BUY"
-        hit = [o for o in self._open.values() if o.asset == asset and o.side == ours
+        hit = [o for o in self._open.values() if o.asset == asset and o.side == ours and o.status == "LIVE"
                and (o.price <= p if side == "BUY" else o.price >= p)]  # fmt: skip
         hit.sort(key=lambda o: (o.price if side == "BUY" else -o.price, o.seq))
         fills = []
@@ -1137,7 +1199,7 @@ class SimExchange:
             o = self._orders.get(oid)
             if o is None or o.owner != k.api_key:
                 not_canceled[oid] = "order not found"
-            elif o.status != "LIVE":
+            elif o.status not in ("LIVE", "DELAYED"):
                 not_canceled[oid] = "already canceled or matched"
             else:
                 self._cancel(o)
@@ -1323,10 +1385,13 @@ class SimExchange:
     def timeout_next_submit(self, ms: int) -> None:
         self._hold_next_ms = max(0, int(ms))
 
-    def error_next(self, status: int = 503, n: int = 1) -> None:
+    def error_next(self, status: int = 503, n: int = 1, route: str = "") -> None:
+        """The next ``n`` authenticated requests answer ``status`` unprocessed; with ``route``
+        (e.g. ``"POST /order"``: a prefix of ``"<METHOD> <path>"``) only requests to it count,
+        so a heartbeat or a reconciliation in between does not take the error."""
         if not 400 <= int(status) <= 599:
             raise ValueError("status must be an HTTP error status (400-599)")
-        self._error_status, self._error_n = int(status), max(0, int(n))
+        self._error_status, self._error_n, self._error_route = int(status), max(0, int(n)), str(route)
 
     def orders(self) -> dict[str, Any]:
         return {"orders": [{"hash": o.id, "owner": o.owner, "status": o.status, "side": o.side,
@@ -1367,7 +1432,7 @@ class SimExchange:
         elif action == "timeout_next_submit":
             self.timeout_next_submit(int(p.get("ms", 0)))
         elif action == "error_next":
-            self.error_next(int(p.get("status", 503)), int(p.get("n", 1)))
+            self.error_next(int(p.get("status", 503)), int(p.get("n", 1)), str(p.get("route", "")))
         elif action == "fail_next_trade":
             self.fail_next_trade()
         elif action == "retry_next_trade":
