@@ -248,7 +248,10 @@ def cmd_sim(a: argparse.Namespace) -> int:
         cfg = SimConfig(host=a.host, port=a.port, seed=a.seed, n_markets=a.markets, rate=a.rate,
                         tick_size=a.tick, recording=a.recording, speed=a.speed, chain_id=a.chain_id,
                         neg_risk=a.neg_risk, cash=a.cash, allowance=a.allowance,
-                        heartbeat_timeout_s=a.heartbeat_timeout, geoblocked=a.geoblocked)  # fmt: skip
+                        heartbeat_timeout_s=a.heartbeat_timeout, geoblocked=a.geoblocked,
+                        sports=a.sports, league=a.league, home=a.home, away=a.away, p0=a.p0,
+                        game_seconds=a.game_seconds, market_lag_s=a.market_lag, seconds_delay=a.seconds_delay,
+                        pregame_s=a.pregame, sports_loop=a.sports_loop, odds_quota=a.odds_quota)  # fmt: skip
     except ValueError as exc:
         return _fail(str(exc))
     try:
@@ -400,6 +403,21 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--heartbeat-timeout", type=float, default=10.0,
                     help="seconds without a heartbeat before a key's orders are canceled (default 10)")
     sm.add_argument("--geoblocked", action="store_true", help="/api/geoblock answers blocked")
+    sg = sm.add_argument_group("sports", "a live game: score feed /ws/sports, The Odds API /v4/sports/..., "
+                                         "a moneyline market whose book lags the score")  # fmt: skip
+    sg.add_argument("--sports", action="store_true", help="run a live basketball game")
+    sg.add_argument("--league", default="nba", choices=["nba", "wnba", "ncaab"])
+    sg.add_argument("--home", default="Boston Celtics", help="home team (outcome 0 of the market)")
+    sg.add_argument("--away", default="Los Angeles Lakers", help="away team")
+    sg.add_argument("--p0", type=float, default=0.60, help="pregame home win probability (default 0.60)")
+    sg.add_argument("--game-seconds", type=float, default=240.0, help="wall seconds per regulation game (default 240)")
+    sg.add_argument("--market-lag", type=float, default=3.0,
+                    help="seconds the market's book lags the score and the bookmakers (default 3)")
+    sg.add_argument("--seconds-delay", type=int, default=3,
+                    help="matching delay of marketable orders while the game is live (Gamma secondsDelay, default 3)")
+    sg.add_argument("--pregame", type=float, default=5.0, help="seconds from start to tip-off (default 5)")
+    sg.add_argument("--sports-loop", action="store_true", help="start a new game when one ends")
+    sg.add_argument("--odds-quota", type=int, default=500, help="The Odds API credits per apiKey (default 500)")
     sm.set_defaults(fn=cmd_sim)
 
     dr = sub.add_parser("doctor", help="preflight checks before live trading (keys, wallet, balance, clock, network)",

@@ -15,11 +15,17 @@ One aiohttp server (127.0.0.1, ephemeral port by default) speaks the protocol of
   ``/ok``, ``/markets/0x<condition id>``.
 * Gamma: ``GET /markets`` (filters ``id``, ``slug``, ``condition_ids``, ``clob_token_ids``,
   ``closed``, ``active``, ``limit``, ``offset``), ``/markets/keyset``, ``/markets/{id}``,
-  ``/events``, ``/events/keyset``, ``/events/{id}``.
+  ``/events`` (also ``series_id``, ``tag_slug``), ``/events/keyset``, ``/events/{id}``, ``/series``.
 * Control (JSON, GET or POST, parameters in the query or a JSON body) under ``/_sim/``:
   ``state``, ``step``, ``pause``, ``resume``, ``drop``, ``freeze``, ``malformed``, ``crossed``,
-  ``tick_size``, ``trade``, ``resolve``, ``add_market``; the same operations are methods of
+  ``tick_size``, ``trade``, ``resolve``, ``add_market``, ``sports``; the same operations are methods of
   :class:`SimServer`. Other actions go to the exchange.
+* Sports (``SimConfig.sports``, :class:`~adapters.polymarket.simsports.SimSports`,
+  ``server.sports``): a live basketball game with the score feed ``/ws/sports`` (Polymarket's
+  sports WebSocket), The Odds API v4 ``/v4/sports/{sport}/odds``, Gamma ``/series`` and a
+  moneyline market (outcomes [home, away]) whose book re-centres on the game's TRUE win
+  probability ``market_lag_s`` after each score; the random walk leaves it alone. Driven by
+  :meth:`SimServer.sports_tick` with ``autostart=False``.
 * Trading (:class:`~adapters.polymarket.simexchange.SimExchange`, ``server.exchange``): L1/L2
   auth, ``POST /order`` and ``/orders``, cancels, ``/data/orders``, ``/data/order/{id}``,
   ``/data/trades``, ``/balance-allowance``, ``/v1/heartbeats``, the user channel ``/ws/user``,
@@ -54,7 +60,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import msgspec
 from aiohttp import WSMsgType, web
@@ -64,6 +70,9 @@ from polybot.bookhash import book_hash_wire, ltp_candidates, ltp_str
 from polybot.units import ONE, from_units, to_units
 
 from .simexchange import SimExchange
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .simsports import SimSports
 
 SOURCE = "polymarket.market"
 
@@ -104,6 +113,20 @@ class SimConfig(msgspec.Struct, kw_only=True):
     mined_ms: int = 50  # trade MATCHED -> MINED after this long
     confirmed_ms: int = 100  # ... and -> CONFIRMED (from the match)
     geoblocked: bool = False  # /api/geoblock answers blocked
+    # a live game (adapters/polymarket/simsports.py): score feed, bookmaker odds, a lagging market
+    sports: bool = False
+    league: str = "nba"  # nba | wnba | ncaab (clock, scoring, The Odds API sport key)
+    home: str = "Boston Celtics"  # outcome 0 of the moneyline market
+    away: str = "Los Angeles Lakers"
+    p0: float = 0.60  # pregame home win probability
+    game_seconds: float = 240.0  # wall seconds for the whole regulation game
+    market_lag_s: float = 3.0  # the market re-centres on the TRUE probability this long after an update
+    seconds_delay: int = 3  # Gamma secondsDelay: marketable orders match this much later while live
+    pregame_s: float = 5.0  # the tip comes this long after the game is created (server start)
+    sports_loop: bool = False  # a finished game is followed by a new one (new gameId and market)
+    ping_interval_s: float = 5.0  # /ws/sports: the server's "ping" period
+    pong_timeout_s: float = 10.0  # ... and how long a "pong" may take before the server closes
+    odds_quota: int = 500  # The Odds API credits per apiKey
 
     def __post_init__(self) -> None:
         if self.tick_size not in TICKS:
@@ -119,6 +142,29 @@ class SimConfig(msgspec.Struct, kw_only=True):
                 raise ValueError(f"{name} must be >= 0")
         if self.heartbeat_timeout_s <= 0 or not 0 <= self.mined_ms <= self.confirmed_ms:
             raise ValueError("heartbeat_timeout_s > 0 and 0 <= mined_ms <= confirmed_ms required")
+        if self.sports:
+            self._check_sports()
+
+    def _check_sports(self) -> None:
+        from .simsports import LEAGUES, team_names
+
+        if self.recording:
+            raise ValueError("sports cannot be combined with a recording")
+        if self.league not in LEAGUES:
+            raise ValueError(f"league must be one of {sorted(LEAGUES)}, not {self.league!r}")
+        if not self.home.strip() or not self.away.strip() or self.home == self.away:
+            raise ValueError("home and away must be two different non-empty team names")
+        if team_names(self.home)[1] == team_names(self.away)[1]:
+            raise ValueError(f"home and away have the same nickname {team_names(self.home)[1]!r} (the market's "
+                             "outcomes): use other names")
+        if not 0.01 <= self.p0 <= 0.99:
+            raise ValueError("p0 must be within [0.01, 0.99]")
+        for name in ("game_seconds", "ping_interval_s", "pong_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0")
+        for name in ("market_lag_s", "pregame_s", "seconds_delay", "odds_quota"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0")
 
 
 def _compact(obj: Any) -> str:
@@ -175,6 +221,8 @@ class _Market:
         self.winner: str | None = None
         self.last_top: tuple[int | None, int | None] = (None, None)
         self.neg_risk = False  # enters the book hash, /neg-risk, Gamma and the order domain
+        self.outcomes: tuple[str, str] = ("Yes", "No")  # of (yes, no); a sports market: (home, away)
+        self.sports: Any = None  # the simsports game run of a sports market
 
     @property
     def assets(self) -> tuple[str, str]:
@@ -432,6 +480,11 @@ class SimServer:
             for _ in range(cfg.n_markets):
                 self._new_market()
         self.exchange = SimExchange(self, cfg)
+        self.sports: SimSports | None = None
+        if cfg.sports:
+            from .simsports import SimSports
+
+            self.sports = SimSports(self, cfg)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -453,8 +506,11 @@ class SimServer:
         r.add_get("/events/keyset", self._h_events_keyset)
         r.add_get("/events", self._h_events)
         r.add_get("/events/{id}", self._h_event_one)
+        r.add_get("/series", self._h_series)
         r.add_route("*", "/_sim/{action}", self._h_control)
         self.exchange.add_routes(r)
+        if self.sports is not None:
+            self.sports.add_routes(r)
         r.add_get("/", self._h_index)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
@@ -463,6 +519,8 @@ class SimServer:
         self._runner = runner
         self._port = int(runner.addresses[0][1])
         self.exchange.start()
+        if self.sports is not None:
+            self.sports.start(self.config.autostart)
         if self.config.autostart:
             loop = self._replay_loop() if self._replay is not None else self._walk_loop()
             self._task = asyncio.get_running_loop().create_task(loop)
@@ -476,6 +534,8 @@ class SimServer:
             except (asyncio.CancelledError, Exception):  # noqa: BLE001
                 pass
             self._task = None
+        if self.sports is not None:
+            await self.sports.stop()
         await self.exchange.stop()
         for c in list(self._conns):
             try:
@@ -516,6 +576,16 @@ class SimServer:
         return f"ws://{self.config.host}:{self.port}/ws/user"
 
     @property
+    def sports_ws_url(self) -> str:
+        """The score feed (``SimConfig.sports``)."""
+        return f"ws://{self.config.host}:{self.port}/ws/sports"
+
+    @property
+    def odds_url(self) -> str:
+        """The Odds API base URL (``SimConfig.sports``): ``{odds_url}/v4/sports/{sport}/odds``."""
+        return self.rest_url
+
+    @property
     def markets(self) -> list[dict[str, Any]]:
         """``[{"condition_id","yes","no","slug","gamma_id","tick_size","resolved"}]``."""
         return [{"condition_id": m.cid, "yes": m.yes, "no": m.no, "slug": m.slug, "gamma_id": m.gamma_id,
@@ -549,10 +619,14 @@ class SimServer:
         if rng.random() < 0.5:
             m.ltp = ltp_str(rng.choice((bb, ba)))
         m.last_top = m.yes_top()
+        self._register_market(m)
+        return m
+
+    def _register_market(self, m: _Market) -> None:
+        """Make ``m`` (index ``len(markets)``) known to REST, Gamma, the channels and the exchange."""
         self._markets.append(m)
         self._by_cid[m.cid] = m
-        self._by_asset[yes] = self._by_asset[no] = m
-        return m
+        self._by_asset[m.yes] = self._by_asset[m.no] = m
 
     def _rand_size(self, depth: int = 0) -> int:
         x = self._rng.lognormvariate(4.0 + 0.15 * depth, 1.1)
@@ -790,7 +864,7 @@ class SimServer:
                     self._emit(cid, text)
 
     def _walk_event(self) -> None:
-        active = [m for m in self._markets if not m.resolved]
+        active = [m for m in self._markets if not m.resolved and m.sports is None]  # sports: their own game
         if not active:
             return
         rng, cfg = self._rng, self.config
@@ -1170,16 +1244,17 @@ class SimServer:
         return ok
 
     def resolve(self, market: Any = None, winner: Any = None) -> dict[str, Any]:
-        """Resolve a market (``winner``: "yes"/"no"/0/1/a token id; default YES): sends
-        ``market_resolved``; Gamma shows it closed and ``/book`` answers 404 from then on."""
+        """Resolve a market (``winner``: "yes"/"no"/0/1/a token id/an outcome name; default the
+        first outcome): sends ``market_resolved``; Gamma shows it closed and ``/book`` answers 404
+        from then on."""
         m = self._walk_market(market)
         w = str(winner).lower() if winner is not None else "yes"
-        win = m.no if w in ("no", "1", m.no) else m.yes
+        win = m.no if w in ("no", "1", m.no, m.outcomes[1].lower()) else m.yes
         m.resolved, m.winner = True, win
         ts = str(self._next_ts())
         frame = {"id": m.gamma_id, "market": m.cid, "assets_ids": [m.yes, m.no], "winning_asset_id": win,
-                 "winning_outcome": "Yes" if win == m.yes else "No", "event_message": None, "timestamp": ts,
-                 "event_type": "market_resolved", "tags": ["Sim"]}  # fmt: skip
+                 "winning_outcome": m.outcomes[0] if win == m.yes else m.outcomes[1], "event_message": None,
+                 "timestamp": ts, "event_type": "market_resolved", "tags": ["Sim"]}  # fmt: skip
         self._emit(m.cid, _spaced(frame), custom=True)
         logger.info("sim: {} resolved to {}", m.slug, frame["winning_outcome"])
         return frame
@@ -1189,11 +1264,16 @@ class SimServer:
         if self._replay is not None:
             raise ValueError("add_market is not available while replaying a recording")
         m = self._new_market()
+        self._announce_market(m)
+        return {"condition_id": m.cid, "yes": m.yes, "no": m.no, "slug": m.slug}
+
+    def _announce_market(self, m: _Market) -> None:
+        """Broadcast ``new_market`` for ``m`` to custom-feature connections."""
         ts = str(self._next_ts())
         m.ts = ts
         g = self._gamma_market(m)
         frame = {"id": m.gamma_id, "question": m.question, "market": m.cid, "slug": m.slug,
-                 "description": g["description"], "assets_ids": [m.yes, m.no], "outcomes": ["Yes", "No"],
+                 "description": g["description"], "assets_ids": [m.yes, m.no], "outcomes": list(m.outcomes),
                  "event_message": {"id": str(800_000 + m.idx), "ticker": m.slug, "slug": m.slug, "title": m.question,
                                    "description": g["description"]},
                  "timestamp": ts, "event_type": "new_market", "tags": [], "condition_id": m.cid, "active": True,
@@ -1201,8 +1281,9 @@ class SimServer:
                  "order_price_min_tick_size": m.tick_str, "group_item_title": "", "taker_base_fee": "0",
                  "fees_enabled": True, "fee_schedule": {"exponent": "1", "rate": "0.04", "taker_only": True,
                                                         "rebate_rate": "0.25"}}  # fmt: skip
+        if self.sports is not None and m.sports is not None:
+            frame = self.sports.new_market_fields(m, frame)
         self._emit(None, _compact(frame), custom=True, everyone=True)
-        return {"condition_id": m.cid, "yes": m.yes, "no": m.no, "slug": m.slug}
 
     def _walk_market(self, sel: Any) -> _Market:
         if self._replay is not None:
@@ -1220,7 +1301,7 @@ class SimServer:
             markets.append({"market": m.cid, "slug": m.slug, "gamma_id": m.gamma_id, "yes": m.yes, "no": m.no,
                             "tick_size": m.tick_str, "last_trade_price": m.ltp, "resolved": m.resolved,
                             "winner": m.winner, "timestamp": m.ts})  # fmt: skip
-        outcomes = {a: o for m in self._markets for a, o in ((m.yes, "Yes"), (m.no, "No"))}
+        outcomes = {a: o for m in self._markets for a, o in zip(m.assets, m.outcomes, strict=True)}
         ids = list(self._replay.books) if self._replay is not None else list(outcomes)
         for a in ids:
             b = self.book(a)
@@ -1230,9 +1311,25 @@ class SimServer:
             assets[a] = {"market": b["market"], "outcome": outcomes.get(a, ""), "hash": b["hash"],
                          "timestamp": b["timestamp"], "best_bid": bb, "best_ask": ba, "tick_size": b["tick_size"],
                          "last_trade_price": b["last_trade_price"]}  # fmt: skip
-        return {"mode": "recording" if self._replay is not None else "walk", "paused": self._paused,
-                "frozen": self._frozen(), "connections": len(self._conns), "frames_sent": self.frames_sent,
-                "last_timestamp": str(self._last_ts), "markets": markets, "assets": assets}  # fmt: skip
+        out = {"mode": "recording" if self._replay is not None else "walk", "paused": self._paused,
+               "frozen": self._frozen(), "connections": len(self._conns), "frames_sent": self.frames_sent,
+               "last_timestamp": str(self._last_ts), "markets": markets, "assets": assets}  # fmt: skip
+        if self.sports is not None:
+            out["sports"] = self.sports.state()
+        return out
+
+    # -- sports (SimConfig.sports) ----------------------------------------------------------------
+
+    def sports_tick(self, now_ns: int | None = None) -> list[str]:
+        """Advance the sports timeline to ``now_ns`` (default: the clock) now; returns the frames
+        sent (score feed and market channel). Tests drive the game with it and ``autostart=False``."""
+        if self.sports is None:
+            raise ValueError("the simulator runs no game (SimConfig.sports is false)")
+        return self.sports.advance(int(self._clock()) if now_ns is None else int(now_ns))
+
+    def match_delay_s(self, m: _Market) -> int:
+        """The matching delay of marketable orders on ``m`` now (Gamma ``secondsDelay`` while its game is live)."""
+        return self.sports.match_delay_s(m) if self.sports is not None and m.sports is not None else 0
 
     # -- HTTP handlers -------------------------------------------------------------------------
 
@@ -1241,8 +1338,12 @@ class SimServer:
         return web.Response(text=_compact(obj), status=status, content_type="application/json")
 
     async def _h_index(self, request: web.Request) -> web.Response:
-        return self._json({"sim": "polybot", "ws": self.ws_url, "rest": self.rest_url, "gamma": self.gamma_url,
-                           "markets": self.markets})  # fmt: skip
+        out = {"sim": "polybot", "ws": self.ws_url, "rest": self.rest_url, "gamma": self.gamma_url,
+               "markets": self.markets}  # fmt: skip
+        if self.sports is not None:
+            out["sports_ws"] = self.sports_ws_url
+            out["odds"] = f"{self.odds_url}/v4/sports/{self.sports.league.sport_key}/odds"
+        return self._json(out)
 
     async def _h_book(self, request: web.Request) -> web.Response:
         tok = request.query.get("token_id", "")
@@ -1290,7 +1391,7 @@ class SimServer:
             prices = [from_units(mid), from_units(ONE - mid)]
         end_ns = m.created_ns + 30 * 86_400 * 10**9
         desc = f"{m.question} A simulated market (polybot sim): resolves Yes or No on request."
-        return {
+        g = {
             "id": m.gamma_id, "question": m.question, "conditionId": m.cid, "slug": m.slug, "resolutionSource": "",
             "endDate": _iso(end_ns), "liquidity": "0", "startDate": _iso(m.created_ns), "description": desc,
             "outcomes": json.dumps(["Yes", "No"]), "outcomePrices": json.dumps(prices), "volume": "0",
@@ -1304,15 +1405,17 @@ class SimServer:
             "umaResolutionStatuses": "[]", "feesEnabled": True, "feeType": "sim_fees",
             "feeSchedule": dict(FEE_SCHEDULE), "version": "v1",
         }  # fmt: skip
+        return self.sports.gamma_market(m, g) if self.sports is not None and m.sports is not None else g
 
     def _gamma_event(self, m: _Market) -> dict[str, Any]:
         g = self._gamma_market(m)
-        return {"id": str(800_000 + m.idx), "ticker": m.slug, "slug": m.slug, "title": m.question,
-                "description": g["description"], "startDate": g["startDate"], "endDate": g["endDate"],
-                "active": True, "closed": m.resolved, "archived": False, "restricted": False,
-                "enableOrderBook": True, "negRisk": m.neg_risk, "enableNegRisk": m.neg_risk,
-                "negRiskAugmented": False,
-                "markets": [g], "series": [], "tags": [], "version": "v1"}  # fmt: skip
+        ev = {"id": str(800_000 + m.idx), "ticker": m.slug, "slug": m.slug, "title": m.question,
+              "description": g["description"], "startDate": g["startDate"], "endDate": g["endDate"],
+              "active": True, "closed": m.resolved, "archived": False, "restricted": False,
+              "enableOrderBook": True, "negRisk": m.neg_risk, "enableNegRisk": m.neg_risk,
+              "negRiskAugmented": False,
+              "markets": [g], "series": [], "tags": [], "version": "v1"}  # fmt: skip
+        return self.sports.gamma_event(m, ev) if self.sports is not None and m.sports is not None else ev
 
     @staticmethod
     def _multi(request: web.Request, name: str) -> set[str]:
@@ -1379,17 +1482,26 @@ class SimServer:
                     "market_slug": m.slug, "active": True, "closed": m.resolved, "accepting_orders": not m.resolved,
                     "enable_order_book": True, "minimum_order_size": 5, "minimum_tick_size": float(m.tick_str),
                     "neg_risk": m.neg_risk, "tokens": [
-                        {"token_id": m.yes, "outcome": "Yes", "price": mid / ONE, "winner": m.winner == m.yes},
-                        {"token_id": m.no, "outcome": "No", "price": (ONE - mid) / ONE, "winner": m.winner == m.no}],
+                        {"token_id": m.yes, "outcome": m.outcomes[0], "price": mid / ONE, "winner": m.winner == m.yes},
+                        {"token_id": m.no, "outcome": m.outcomes[1], "price": (ONE - mid) / ONE,
+                         "winner": m.winner == m.no}],
                 })  # fmt: skip
         return self._json({"error": "market not found"}, 404)
 
     def _filter_events(self, request: web.Request) -> list[_Market]:
         ids, slugs = self._multi(request, "id"), self._multi(request, "slug")
+        series, tags = self._multi(request, "series_id"), self._multi(request, "tag_slug")
         closed = self._flag(request, "closed")
         return [m for m in self._all_markets()
                 if (not ids or str(800_000 + m.idx) in ids) and (not slugs or m.slug in slugs)
-                and (closed is None or m.resolved == closed)]  # fmt: skip
+                and (closed is None or m.resolved == closed)
+                and (self.sports.event_matches(m, series, tags) if self.sports is not None
+                     else not series and not tags)]  # fmt: skip
+
+    async def _h_series(self, request: web.Request) -> web.Response:
+        """Gamma ``/series`` (filter ``slug``): the sports league's series, if a game runs."""
+        slugs = self._multi(request, "slug")
+        return self._json(self.sports.series(slugs) if self.sports is not None else [])
 
     async def _h_events(self, request: web.Request) -> web.Response:
         ms, _ = self._page(request, self._filter_events(request), 500)
@@ -1457,6 +1569,10 @@ class SimServer:
             return {"ok": True, "frame": self.resolve(mk, p.get("winner"))}
         elif action == "add_market":
             return {"ok": True, "market": self.add_market()}
+        elif action == "sports":
+            if self.sports is None:
+                raise ValueError("the simulator runs no game (SimConfig.sports is false)")
+            return self.sports.state()
         else:
             return self.exchange.control(action, p)  # KeyError: unknown control
         return {"ok": True}
@@ -1484,6 +1600,12 @@ def run_sim(config: SimConfig, out: TextIO | None = None) -> int:
             w.write(f"  market  {m['slug']}  {m['condition_id']}\n          YES {m['yes']}\n          NO  {m['no']}\n")
         w.write(f"  rest    {server.rest_url}\n  gamma   {server.gamma_url}\n  control {server.rest_url}/_sim/state\n"
                 f"  ws      {server.ws_url}\n  user ws {server.user_ws_url}\n")  # fmt: skip
+        if server.sports is not None:
+            st = server.sports.state()
+            g = st["games"][-1]
+            w.write(f"  sports  {g['title']} ({g['slug']}, gameId {g['game_id']}; YES = {g['home']}), tip {g['tip']}, "
+                    f"{config.game_seconds:g} s a game, market lag {config.market_lag_s:g} s\n"
+                    f"  scores  {server.sports_ws_url}\n  odds    {server.odds_url}{st['odds']}?apiKey=sim&regions=us,eu\n")
         w.flush()
         try:
             await stop.wait()
