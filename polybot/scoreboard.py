@@ -35,21 +35,25 @@ class Scoreboard:
     def __init__(self) -> None:
         self._games: dict[str, dict[str, GameState]] = {}
         self._heard: dict[tuple[str, str], int] = {}  # (game, feed) -> kernel ts of the last report
+        self._feed_ts: dict[tuple[str, str], int] = {}  # (game, feed) -> latest feed time reported (repeats too)
         self.repeats = 0
         self.out_of_order = 0
 
     def accept(self, ev: GameState) -> bool:
         """Record ``ev``; True when it is news (a first report or a change from this feed's
         previous state), False for a repeat or a report older (by the feed's own time) than
-        the one held."""
+        the latest this feed made of the game (a repeat included)."""
         per = self._games.get(ev.game_id)
         prev = per.get(ev.feed) if per is not None else None
         key = (ev.game_id, ev.feed)
         if prev is not None:
-            if ev.feed_ts and prev.feed_ts and ev.feed_ts < prev.feed_ts:
+            last = self._feed_ts.get(key, prev.feed_ts)
+            if ev.feed_ts and last and ev.feed_ts < last:
                 self.out_of_order += 1
                 return False
             self._heard[key] = ev.ts
+            if ev.feed_ts > last:
+                self._feed_ts[key] = ev.feed_ts
             if _same_game(prev, ev):
                 self.repeats += 1
                 return False
@@ -57,6 +61,8 @@ class Scoreboard:
             per = self._games[ev.game_id] = {}
         per[ev.feed] = ev
         self._heard[key] = ev.ts
+        if ev.feed_ts:
+            self._feed_ts[key] = max(ev.feed_ts, self._feed_ts.get(key, 0))
         return True
 
     def get(self, game_id: str, feed: str | None = None) -> GameState | None:
@@ -76,7 +82,10 @@ class Scoreboard:
         """Kernel time (ns) a feed (or any feed) last reported the game, changed or not; 0 never."""
         if feed is not None:
             return self._heard.get((game_id, feed), 0)
-        return max((t for (g, _f), t in self._heard.items() if g == game_id), default=0)
+        per = self._games.get(game_id)  # its feeds (not a scan of every game's: the hot path reads it)
+        if not per:
+            return 0
+        return max(self._heard.get((game_id, f), 0) for f in per)
 
     def games(self) -> list[str]:
         return sorted(self._games)
@@ -92,16 +101,20 @@ class Scoreboard:
         return {
             "games": [msgspec.to_builtins(g) for gid in sorted(self._games) for _f, g in sorted(self._games[gid].items())],
             "heard": sorted([g, f, t] for (g, f), t in self._heard.items()),
+            "feed_ts": sorted([g, f, t] for (g, f), t in self._feed_ts.items()),
         }
 
     def restore(self, st: dict[str, Any]) -> None:
         self._games.clear()
         self._heard.clear()
+        self._feed_ts.clear()
         for d in st.get("games", []):
             g = msgspec.convert(d, GameState)
             self._games.setdefault(g.game_id, {})[g.feed] = g
         for g, f, t in st.get("heard", []):
             self._heard[(g, f)] = t
+        for g, f, t in st.get("feed_ts", []):
+            self._feed_ts[(g, f)] = t
 
 
 class OddsBoard:
@@ -110,6 +123,7 @@ class OddsBoard:
     def __init__(self) -> None:
         self._quotes: dict[QuoteKey, OddsQuote] = {}
         self._by_event: dict[str, set[QuoteKey]] = {}
+        self._version: dict[str, int] = {}  # event -> count of stores (news or a refreshed repeat)
         self.repeats = 0
         self.out_of_order = 0
 
@@ -126,11 +140,13 @@ class OddsBoard:
         if prev is None:
             self._quotes[k] = q
             self._by_event.setdefault(q.event_id, set()).add(k)
+            self._version[q.event_id] = self._version.get(q.event_id, 0) + 1
             return True
         if q.last_update_ts and prev.last_update_ts and q.last_update_ts < prev.last_update_ts:
             self.out_of_order += 1
             return False
         self._quotes[k] = q
+        self._version[q.event_id] = self._version.get(q.event_id, 0) + 1
         if prev.price == q.price and prev.commence_ts == q.commence_ts:
             self.repeats += 1
             return False
@@ -144,6 +160,11 @@ class OddsBoard:
         out = [self._quotes[k] for k in ks if market is None or k[2] == market]
         out.sort(key=lambda q: (q.bookmaker, q.market, q.outcome, q.point if q.point is not None else 0.0))
         return out
+
+    def version(self, event_id: str) -> int:
+        """Changes whenever a quote of the event is stored (a new price or a refreshed
+        repeat): what is computed from the event's quotes can be kept until it changes."""
+        return self._version.get(event_id, 0)
 
     def events(self) -> list[str]:
         return sorted(self._by_event)
@@ -169,3 +190,5 @@ class OddsBoard:
             k = self.key(q)
             self._quotes[k] = q
             self._by_event.setdefault(q.event_id, set()).add(k)
+        for e in set(self._version) | set(self._by_event):  # what was computed before is void
+            self._version[e] = self._version.get(e, 0) + 1

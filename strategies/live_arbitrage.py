@@ -22,9 +22,11 @@ How it decides, per game and token:
 
 * **Prior.** The model is solved once per game, when the game is first seen live, from the
   pregame home-win probability: the bookmakers' de-vigged consensus (``prior = "odds"``, quotes
-  up to ``prior_max_age_s`` old), the Polymarket mid of the home token (``"market"``, only while
-  the score is still level and the game has barely started), or ``p0`` (``"fixed"``). A game
-  without a prior is reported once and not traded.
+  up to ``prior_max_age_s`` old and made before the game's start: the market's, else the odds
+  event's; without either, only while the score is level and the game has barely started), the
+  Polymarket mid of the home token (``"market"``, only while the score is still level and the
+  game has barely started), or ``p0`` (``"fixed"``). A game without a prior is reported once
+  and not traded.
 * **Trigger.** A score change (the scoreboard publishes only news) opens a window of
   ``window_s``: the game's markets are priced at once and again on every book change of their
   tokens inside the window (liquidity at the old price may arrive after the score). Nothing is
@@ -44,9 +46,10 @@ How it decides, per game and token:
   ``max_state_age_s`` ago, or its feed time lags the receive time by more than
   ``max_feed_lag_s``; a score feed named in ``score_feeds`` reported ``FeedStale`` /
   ``FeedDisconnected`` and no game state has arrived since; two score feeds report different
-  scores for the game; the bookmakers' consensus from prices made after the game state (when
-  there are such) is further than ``max_model_gap`` from the model (one of them is wrong); the clock cannot be read (an unknown
-  period) or the game is not live.
+  scores for the game; the bookmakers' consensus from prices made after the game state (in a
+  score change's window: after the score change; when there are such) is further than
+  ``max_model_gap`` from the model (one of them is wrong); the clock cannot be read (an
+  unknown period) or the game is not live.
 * **Exit.** ``exit = "catch_up"`` sells a position with a FAK once the market has caught up: the
   best bid, after the fee, is at least the token's current fair value less ``exit_edge``.
   ``exit = "hold"`` keeps it to resolution.
@@ -178,6 +181,8 @@ class LiveArbitrage(Strategy):
         idx = self.index
         if idx.unmatched or len(self.ctx.odds.events()) != idx._events_seen:
             idx.refresh(self.ctx.scoreboard, self.ctx.odds)
+            for ln in idx.linked.values():  # the odds event may have placed a market's outcomes
+                self._watch(ln)
 
     def on_feed_down(self, ev: FeedStale | FeedDisconnected) -> None:
         if ev.feed in self.params.score_feeds:
@@ -257,9 +262,19 @@ class LiveArbitrage(Strategy):
         if p.prior == "fixed":
             p0 = p.p0
         elif p.prior == "odds":
+            # pregame prices only: a price made in play already has the score in it (the model
+            # would count the lead twice); the start is the market's, else the odds event's,
+            # and without either only a level game that has barely started may use them
+            tau = self._tau(ev)
             for ln in lns:
+                sp = ln.info.sports
+                start = (sp.start_ts if sp is not None else 0) or (
+                    self.ctx.odds.event_teams(ln.odds_event)[3] if ln.odds_event else 0)
+                if not start and not (ev.home_score == ev.away_score and tau is not None and tau >= 0.97):
+                    continue
                 c = moneyline_consensus(ln, self.ctx.odds, now=ev.ts, max_age_ns=int(p.prior_max_age_s * NS),
-                                        method=p.devig, sharp=p.sharp_books, sharp_weight=p.sharp_weight)  # fmt: skip
+                                        method=p.devig, sharp=p.sharp_books, sharp_weight=p.sharp_weight,
+                                        until_ns=start or ev.ts)  # fmt: skip
                 if c is not None:
                     p0, pdraw = c[0], c[1]
                     break
@@ -324,6 +339,8 @@ class LiveArbitrage(Strategy):
     def _evaluate(self, ln: Linked, buy: bool) -> None:
         if not self.index.ready(ln):
             return
+        if not buy and (self.params.exit == "hold" or not any(self.ctx.position(a) > 0 for a in ln.info.asset_ids)):
+            return  # outside a window only an exit can be due: nothing to price on this update
         gid = ln.game_id
         model = self.models_obj.get(gid)
         if model is None:
@@ -353,18 +370,18 @@ class LiveArbitrage(Strategy):
             fairs.append(f)
         p = self.params
         if ln.odds_event:
-            # only bookmaker prices made after this game state can be compared with it (before,
-            # they price the old score: the very lag this strategy trades)
+            # only bookmaker prices made after this game state's score can be compared with it
+            # (before, they price the old score: the very lag this strategy trades); in a window
+            # that is since the score change, not since a later clock-only update of the state
             now = self.ctx.now()
-            age = min(int(p.odds_max_age_s * NS), now - st.ts)
+            age = min(int(p.odds_max_age_s * NS), now - min(st.ts, self.window.get(gid, st.ts)))
             books = odds_consensus(ln, self.ctx.odds, now=now, max_age_ns=age, method=p.devig, sharp=p.sharp_books,
                                    sharp_weight=p.sharp_weight)  # fmt: skip
             if books is not None and max(abs(a - b) for a, b in zip(fairs, books.probs)) > p.max_model_gap:
                 if buy:
                     self._skip("model_vs_books")
                 return
-        busy = {o.asset_id for o in self.ctx.open_orders() if o.asset_id in info.asset_ids}
-        if busy:
+        if any(self.ctx.open_orders(a) for a in info.asset_ids):  # the per-asset index
             if buy:
                 self._skip("in_flight")
             return

@@ -32,7 +32,9 @@ Decisions, per token of each linked market (a market is linked to a bookmaker ev
   tick price that keeps that edge (prices round down for buys), size ``max_size`` (or what the
   position cap leaves, and what the book offers up to the limit; lots of 0.01, at least $1),
   ``probability = fair``. Pregame only unless ``in_play`` (in play, the books themselves lag the
-  score; see ``live_arbitrage``). A token is not bought again within ``cooldown_s`` of a buy.
+  score; see ``live_arbitrage``): in play is past the market's start time (else the odds
+  event's commence time), or the linked game live or over. A token is not bought again within
+  ``cooldown_s`` of a buy.
 * **Exit.** When ``best bid - fee(bid) >= fair - exit_edge`` for a token held: a FAK SELL of
   the position at the lowest tick price that still gets that (sells round up). The edge closed.
 * **Never** with an unhealthy or crossed book, a closed market, or an order of this strategy
@@ -105,6 +107,8 @@ class StatisticalEdge(Strategy):
         self.watched: set[str] = set()
         self.last_buy: dict[str, int] = {}  # token -> kernel ts of the last buy
         self.entry: dict[str, float] = {}  # token -> consensus at the last buy (for the report)
+        # (market, odds event) -> (odds version, params, valid until, consensus): see _fair
+        self._fairs: dict[tuple[str, str], tuple[int, Any, int, OddsFair | None]] = {}
         self.stats: dict[str, int] = dict.fromkeys(("evaluations", "orders", "exits", "fills") + SKIPS, 0)
         ctx = self.ctx
         ctx.subscribe(MarketInfo, self.on_market)
@@ -164,8 +168,19 @@ class StatisticalEdge(Strategy):
 
     def _fair(self, ln: Linked) -> OddsFair | str:
         p = self.params
-        fair = odds_consensus(ln, self.ctx.odds, now=self.ctx.now(), max_age_ns=int(p.odds_max_age_s * NS),
-                              method=p.devig, sharp=p.sharp_books, sharp_weight=p.sharp_weight, books=p.books)  # fmt: skip
+        now = self.ctx.now()
+        ver = self.ctx.odds.version(ln.odds_event)
+        hit = self._fairs.get((ln.market, ln.odds_event))
+        # the consensus changes only when the event's quotes do, or when the oldest one used
+        # ages out: kept until then (book updates come far more often than odds)
+        if hit is not None and hit[0] == ver and hit[1] is p and now <= hit[2]:
+            fair = hit[3]
+        else:
+            max_age = int(p.odds_max_age_s * NS)
+            fair = odds_consensus(ln, self.ctx.odds, now=now, max_age_ns=max_age, method=p.devig, sharp=p.sharp_books,
+                                  sharp_weight=p.sharp_weight, books=p.books)  # fmt: skip
+            # none fresh stays so until a quote is stored (quotes only age)
+            self._fairs[(ln.market, ln.odds_event)] = (ver, p, fair.oldest_ns + max_age if fair is not None else 2**63, fair)
         if fair is None:
             return "no_consensus"
         if fair.books < p.min_books:
@@ -186,12 +201,11 @@ class StatisticalEdge(Strategy):
         if isinstance(fair, str):
             self.stats[fair] += 1
             return
-        if any(o.asset_id in info.asset_ids for o in self.ctx.open_orders()):
+        if any(self.ctx.open_orders(a) for a in info.asset_ids):  # the per-asset index
             self.stats["in_flight"] += 1
             return
         p = self.params
-        sp = info.sports
-        started = sp is not None and sp.start_ts and self.ctx.now() >= sp.start_ts
+        started = not p.in_play and self._started(ln)
         for i, a in enumerate(info.asset_ids):
             book = self.ctx.books.get(a)
             if book is None or not book.healthy or book.crossed:
@@ -202,11 +216,21 @@ class StatisticalEdge(Strategy):
             tick = book.tick_size or info.tick_size
             if held > 0 and self._exit(ln, a, book, f, held, tick):
                 return
-            if started and not p.in_play:
+            if started:
                 self.stats["in_play"] += 1
                 continue
             if self._buy(ln, a, book, f, fair, held, tick):
                 return
+
+    def _started(self, ln: Linked) -> bool:
+        """Whether the game is in play: past its start (the market's, else the odds event's
+        commence time), or its linked game is live or over."""
+        sp = ln.info.sports
+        start = (sp.start_ts if sp is not None else 0) or (self.ctx.odds.event_teams(ln.odds_event)[3] if ln.odds_event else 0)
+        if start and self.ctx.now() >= start:
+            return True
+        g = self.ctx.scoreboard.get(ln.game_id) if ln.game_id else None
+        return g is not None and (g.live or g.ended)
 
     def _buy(self, ln: Linked, a: str, book: Any, f: float, fair: OddsFair, held: int, tick: int) -> bool:
         p = self.params

@@ -15,7 +15,7 @@ Rules, in order, and never a guess:
   event's) two teams, one to one, by :func:`same_team`, and the start times must be within
   ``max_start_diff_ns`` of each other when both are known (a score feed's game has no start
   time: names alone decide there, so a league's two meetings of the same teams on different days
-  are told apart only by the live state; the caller passes only live or recent games).
+  are told apart only by the live state: a game that has ended is never matched by names).
 * **Unmatched is reported.** No candidate, or more than one, gives a :class:`Unmatched` with
   the reason; the caller reports it once and does not trade that market.
 
@@ -34,6 +34,7 @@ line, spread) or Over/Under (totals), from the matched game's home/away names.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
@@ -73,7 +74,9 @@ def normalize_team(name: str) -> str:
     return " ".join(words)
 
 
+@functools.lru_cache(maxsize=8192)
 def _words(name: str) -> tuple[str, ...]:
+    # cached: the consensus compares the same few names on every book update it is asked for
     return tuple(normalize_team(name).split())
 
 
@@ -147,7 +150,9 @@ def match_game(info: MarketInfo, games: Iterable[GameState], aliases: Mapping[st
     if not teams:
         return Unmatched(info.market, f"no game with id {sp.game_id!r} and no two team names to match by"
                          if sp.game_id else "no game id and no two team names to match by")  # fmt: skip
-    hits = sorted({g.game_id for g in cands if g.home and g.away and _pair(teams, g.home, g.away, aliases)})
+    # a game that is over is never linked by names: the same two teams meet again (a series,
+    # a rematch) and yesterday's game stays on the scoreboard
+    hits = sorted({g.game_id for g in cands if g.home and g.away and not g.ended and _pair(teams, g.home, g.away, aliases)})
     if len(hits) == 1:
         return Match(info.market, hits[0], "names")
     if not hits:

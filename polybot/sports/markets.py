@@ -139,7 +139,7 @@ class SportsIndex:
             r = match_game(info, [g for g in scoreboard if g is not None], self.aliases)
             if isinstance(r, Match):
                 ln.game_id = r.ref
-                self.by_game.setdefault(r.ref, []).append(ln)
+                _insert(self.by_game, r.ref, ln)
             elif self.need_game:
                 reasons.append(r.reason)
         if not ln.odds_event and (self.need_odds or odds.events()):
@@ -150,7 +150,7 @@ class SportsIndex:
             r = match_odds_event(info, refs, self.aliases, self.max_start_diff_ns)
             if isinstance(r, Match):
                 ln.odds_event = r.ref
-                self.by_event.setdefault(r.ref, []).append(ln)
+                _insert(self.by_event, r.ref, ln)
             elif self.need_odds:
                 reasons.append(r.reason)
         if not ln.sides:
@@ -207,10 +207,19 @@ class SportsIndex:
                 for i, a in enumerate(info.asset_ids):
                     self.by_asset[a] = (ln, i)
             ln.game_id, ln.odds_event, ln.home, ln.away, ln.sides = gid, ev, home, away, tuple(sides)
-            if gid and ln not in self.by_game.setdefault(gid, []):
-                self.by_game[gid].append(ln)
-            if ev and ln not in self.by_event.setdefault(ev, []):
-                self.by_event[ev].append(ln)
+            if gid:
+                _insert(self.by_game, gid, ln)
+            if ev:
+                _insert(self.by_event, ev, ln)
+
+
+def _insert(index: dict[str, list[Linked]], key: str, ln: Linked) -> None:
+    """Add ``ln`` to ``index[key]``, kept in market order: the order a game's markets are
+    evaluated in is then the same whether the index was built live or restored."""
+    lst = index.setdefault(key, [])
+    if ln not in lst:
+        lst.append(ln)
+        lst.sort(key=lambda x: x.info.market)
 
 
 @attrs.frozen
@@ -232,13 +241,15 @@ def _side_prob(side: str, p_home: float, p_draw: float, p_away: float) -> float:
 
 def _consensus(ln: Linked, odds: OddsBoard, now: int, max_age_ns: int, method: DevigMethod,
                weights: Mapping[str, float] | None, sharp: Iterable[str], sharp_weight: float,
-               books: Iterable[str]) -> tuple[Any, int] | None:  # fmt: skip
-    """(Consensus over the fresh, complete books, oldest quote time) for a linked market; the
-    outcome order is (home, [draw,] away) for a money line, token order otherwise."""
+               books: Iterable[str], until_ns: int = 0, mtype: str = "") -> tuple[Any, int] | None:  # fmt: skip
+    """(Consensus over the fresh, complete books, oldest quote time) for a linked market (or,
+    with ``mtype``, for that market type of its game); the outcome order is (home, [draw,]
+    away) for a money line, token order otherwise. ``until_ns`` (when set): only quotes made at
+    or before it."""
     if not ln.odds_event or not ln.sides:
         return None
     sp = ln.info.sports
-    mtype = sp.market_type if sp is not None else ""
+    mtype = mtype or (sp.market_type if sp is not None else "")
     only = frozenset(books)
     per_book: dict[str, dict[tuple[str, float | None], OddsQuote]] = {}
     want = "h2h" if mtype == "moneyline" else mtype
@@ -246,7 +257,7 @@ def _consensus(ln: Linked, odds: OddsBoard, now: int, max_age_ns: int, method: D
         if only and q.bookmaker not in only:
             continue
         t = q.last_update_ts or q.ts
-        if now - t > max_age_ns:
+        if now - t > max_age_ns or (until_ns and t > until_ns):
             continue
         per_book.setdefault(q.bookmaker, {})[(q.outcome, q.point)] = q
     prices: list[tuple[str, tuple[float, ...]]] = []
@@ -255,8 +266,8 @@ def _consensus(ln: Linked, odds: OddsBoard, now: int, max_age_ns: int, method: D
     n = 0
     for book in sorted(per_book):
         vec = _book_vector(ln, per_book[book], mtype, line)
-        if vec is None:
-            continue
+        if vec is None or not all(math.isfinite(x) and x > 1.0 for x in vec[0]):
+            continue  # incomplete, or a price no odds can be (a suspended line): this book only
         if n and len(vec[0]) != n:
             continue  # a two-way book among three-way ones (or the reverse): not comparable
         n = len(vec[0])
@@ -276,12 +287,14 @@ def _consensus(ln: Linked, odds: OddsBoard, now: int, max_age_ns: int, method: D
 def moneyline_consensus(ln: Linked, odds: OddsBoard, *, now: int, max_age_ns: int,
                         method: DevigMethod = "multiplicative", weights: Mapping[str, float] | None = None,
                         sharp: Iterable[str] = (), sharp_weight: float = 1.0,
-                        books: Iterable[str] = ()) -> tuple[float, float, float] | None:  # fmt: skip
-    """The bookmakers' consensus (home, draw, away) of a linked money-line market's game (draw 0
-    for a two-way market), or None."""
-    if ln.market_type != "moneyline":
+                        books: Iterable[str] = (), until_ns: int = 0) -> tuple[float, float, float] | None:  # fmt: skip
+    """The bookmakers' money-line consensus (home, draw, away) of a linked market's game (any of
+    its markets: a spread's or a total's game has a money line too; draw 0 for a two-way
+    market), or None. ``until_ns`` (when set): only quotes made at or before it (e.g. the
+    game's start, for a pregame prior)."""
+    if not ln.home or not ln.away:
         return None
-    got = _consensus(ln, odds, now, max_age_ns, method, weights, sharp, sharp_weight, books)
+    got = _consensus(ln, odds, now, max_age_ns, method, weights, sharp, sharp_weight, books, until_ns, "moneyline")
     if got is None:
         return None
     probs = got[0].probs

@@ -52,7 +52,9 @@ def floor_lot(size: int) -> int:
 
 def buy_limit(fair: float, min_edge: int, tick: int, sched: FeeSchedule | None) -> int:
     """The highest tick price ``p`` (tick <= p <= 1 - tick) with ``fair - p - fee(p) >=
-    min_edge``, or 0 when there is none."""
+    min_edge``, or 0 when there is none (or the tick is unknown: ``tick <= 0``)."""
+    if tick <= 0:
+        return 0
     f = prob_units(fair)
     p = (f - min_edge) // tick * tick
     p = min(p, SCALE - tick)
@@ -65,7 +67,10 @@ def buy_limit(fair: float, min_edge: int, tick: int, sched: FeeSchedule | None) 
 
 def sell_floor(fair: float, edge: int, tick: int, sched: FeeSchedule | None) -> int:
     """The lowest tick price ``p`` with ``p - fee(p) >= fair - edge`` (selling there gets at
-    least the fair value less ``edge`` per share), or 0 when even ``1 - tick`` does not."""
+    least the fair value less ``edge`` per share), or 0 when even ``1 - tick`` does not (or the
+    tick is unknown: ``tick <= 0``)."""
+    if tick <= 0:
+        return 0
     f = prob_units(fair)
     target = f - edge
     p = max(tick, -(-target // tick) * tick)
@@ -79,7 +84,7 @@ def sell_floor(fair: float, edge: int, tick: int, sched: FeeSchedule | None) -> 
 def token_fair(model: GameModel, side: str, market_type: str, home_score: int, away_score: int, tau: float,
                line: float | None, first_side: str = "") -> float | None:  # fmt: skip
     """The fair probability that the token of ``side`` pays, or None when the market type or
-    side is not priced.
+    side is not priced (or the model gives NaN).
 
     ``side`` is the outcome's meaning (:func:`polybot.sports.join.outcome_sides`): money line
     ``home``/``away``/``draw`` and their negations ``!home`` (the NO token of a per-result
@@ -117,6 +122,8 @@ def token_fair(model: GameModel, side: str, market_type: str, home_score: int, a
         else:
             return None
     else:
+        return None
+    if p != p:  # NaN: unpriced (clamped, it would read as a sure loser)
         return None
     if neg:
         p = 1.0 - p
