@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# `make run CONFIG=config/sports-demo.toml` runs another demo (README: "Sports and odds")
+CONFIG ?= config/demo.toml
 
 .PHONY: install run test test-all bench clean
 
@@ -15,7 +17,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/polybot run --config config/demo.toml
+	$(BIN)/polybot run --config $(CONFIG)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

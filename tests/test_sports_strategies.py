@@ -400,3 +400,24 @@ def test_sports_replays_are_deterministic_and_the_shipped_recordings_are_the_gen
     a = replay(ROOT / "recordings" / "sports-nba-lag.jsonl.gz", parse_config(ARB))
     b = replay(ROOT / "recordings" / "sports-nba-lag.jsonl.gz", parse_config(ARB))
     assert a["pnl"] == b["pnl"] and a["pnl"]["net"] == "3.94206"
+
+
+def test_live_executor_reads_a_delayed_answer_as_pending_not_as_a_killed_remainder() -> None:
+    pytest.importorskip("py_clob_client_v2")
+    from types import SimpleNamespace
+
+    from adapters.polymarket.live import ClobExecutor
+    from polybot.events import OrderAccepted, OrderCancelled
+    from polybot.execution.orders import Order
+
+    ex = ClobExecutor()
+    it = OrderIntent(strategy="arb", asset_id="h", market="0xg", side="BUY", price=700_000, size=20 * U, tif="FAK")
+    o = Order("pb-1", it)
+    so = SimpleNamespace(order_hash="0xabc")
+    delayed = {"success": True, "orderID": "0xabc", "status": "delayed", "makingAmount": "", "takingAmount": ""}
+    out = ex._answers([(o, so)], [delayed])  # type: ignore[list-item]
+    assert len(out) == 1 and isinstance(out[0], OrderAccepted) and out[0].delayed
+    # an answered FAK that matched nothing is killed, as before
+    matched_none = {"success": True, "orderID": "0xabc", "status": "unmatched", "makingAmount": "0", "takingAmount": "0"}
+    out = ex._answers([(o, so)], [matched_none])  # type: ignore[list-item]
+    assert [type(e) for e in out] == [OrderAccepted, OrderCancelled]
