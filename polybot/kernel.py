@@ -262,7 +262,7 @@ class Kernel:
         self.stats = KernelStats()
         self.strategies: dict[str, Strategy] = {}
         self.decoders: dict[str, Decoder] = dict(BUILTIN_DECODERS)
-        self.decoders["events"] = self._boarded(decode_events)
+        self.decoders["events"] = self._decode_events
         self.redactions: dict[str, list[tuple[bytes, bytes]]] = {}
         self.engine_sink: list[bytes] | None = None  # set by faithful replay to compare lines
         self.on_state_change: list[Callable[[], None]] = []
@@ -811,6 +811,19 @@ class Kernel:
                 raise
 
         return dec
+
+    def _decode_events(self, msg: bytes, ts: int) -> Sequence[Event]:
+        """The ``events`` source: :func:`decode_events`, with game states and odds quotes passed
+        through the boards (a class check per event; no extra call for other inputs)."""
+        if msg[:1] == b"[":
+            evs: Sequence[Event] = _restamp(LIST_DECODER.decode(msg), ts)
+        else:
+            evs = _restamp((DECODER.decode(msg),), ts)
+        for e in evs:
+            c = e.__class__
+            if c is GameState or c is OddsQuote:
+                return self._board(evs)
+        return evs
 
     def _board(self, events: Sequence[Event]) -> Sequence[Event]:
         out: list[Event] | None = None
