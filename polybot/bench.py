@@ -200,6 +200,8 @@ STRATEGY_RUNS = [
     ("pair_cost", "pair_cost", "pair-cost-window"),
     ("spread_capture", "spread_capture", "spread-capture"),
     ("market_making", "market_making", "market-making"),
+    ("live_arbitrage", "live_arbitrage", "sports-nba-lag"),
+    ("statistical_edge", "statistical_edge", "sports-pregame-edge"),
 ]
 
 

@@ -156,6 +156,7 @@ class LiveArbitrage(Strategy):
         self.stats: dict[str, int] = dict.fromkeys(("score_changes", "evaluations", "orders", "exits", "fills") + SKIPS, 0)
         self.latency: list[tuple[int, int, int]] = []  # (score_to_order_ns, feed_lag_ns, decide_us)
         self._t0 = 0.0
+        self._agree: bool | None = None
         ctx = self.ctx
         ctx.subscribe(MarketInfo, self.on_market)
         ctx.subscribe(GameState, self.on_game)
@@ -369,22 +370,11 @@ class LiveArbitrage(Strategy):
                 return
             fairs.append(f)
         p = self.params
-        if ln.odds_event:
-            # only bookmaker prices made after this game state's score can be compared with it
-            # (before, they price the old score: the very lag this strategy trades); in a window
-            # that is since the score change, not since a later clock-only update of the state
-            now = self.ctx.now()
-            age = min(int(p.odds_max_age_s * NS), now - min(st.ts, self.window.get(gid, st.ts)))
-            books = odds_consensus(ln, self.ctx.odds, now=now, max_age_ns=age, method=p.devig, sharp=p.sharp_books,
-                                   sharp_weight=p.sharp_weight)  # fmt: skip
-            if books is not None and max(abs(a - b) for a, b in zip(fairs, books.probs)) > p.max_model_gap:
-                if buy:
-                    self._skip("model_vs_books")
-                return
         if any(self.ctx.open_orders(a) for a in info.asset_ids):  # the per-asset index
             if buy:
                 self._skip("in_flight")
             return
+        self._agree = None  # the bookmaker check below, computed once and only when an order is due
         for i, a in enumerate(info.asset_ids):
             book = self.ctx.books.get(a)
             if book is None or not book.healthy or book.crossed:
@@ -392,10 +382,31 @@ class LiveArbitrage(Strategy):
                     self._skip("unhealthy_book")
                 continue
             held = self.ctx.position(a)
-            if held > 0 and p.exit == "catch_up" and self._exit(ln, a, book, fairs[i], held):
+            if held > 0 and p.exit == "catch_up" and self._exit(ln, st, a, book, fairs, i, held):
                 return
-            if buy and self._buy(ln, st, a, book, fairs[i], held):
+            if buy and self._buy(ln, st, a, book, fairs, i, held):
                 return
+
+    def _books_agree(self, ln: Linked, st: GameState, fairs: list[float], buy: bool) -> bool:
+        """Whether the bookmakers that priced the current score (if any did) agree with the
+        model within ``max_model_gap``. Computed once per evaluation, just before an order."""
+        if self._agree is None:
+            p = self.params
+            ok = True
+            if ln.odds_event:
+                # only bookmaker prices made after this game state's score can be compared with
+                # it (before, they price the old score: the very lag this strategy trades); in a
+                # window that is since the score change, not since a later clock-only update
+                now = self.ctx.now()
+                gid = ln.game_id
+                age = min(int(p.odds_max_age_s * NS), now - min(st.ts, self.window.get(gid, st.ts)))
+                books = odds_consensus(ln, self.ctx.odds, now=now, max_age_ns=age, method=p.devig,
+                                       sharp=p.sharp_books, sharp_weight=p.sharp_weight)  # fmt: skip
+                ok = books is None or max(abs(a - b) for a, b in zip(fairs, books.probs)) <= p.max_model_gap
+            self._agree = ok
+            if not ok and buy:
+                self._skip("model_vs_books")
+        return self._agree
 
     def _delay_ns(self, info: MarketInfo) -> int:
         sp = info.sports
@@ -403,8 +414,9 @@ class LiveArbitrage(Strategy):
             return 0
         return sp.delay_ms * 1_000_000
 
-    def _buy(self, ln: Linked, g: GameState, asset: str, book: OrderBook, fair: float, held: int) -> bool:
+    def _buy(self, ln: Linked, g: GameState, asset: str, book: OrderBook, fairs: list[float], i: int, held: int) -> bool:
         p = self.params
+        fair = fairs[i]
         info = ln.info
         ask = book.best_ask
         if not ask:
@@ -435,6 +447,8 @@ class LiveArbitrage(Strategy):
         if size * limit // SCALE < MIN_MARKETABLE:
             self._skip("below_min")
             return False
+        if not self._books_agree(ln, g, fairs, True):
+            return False
         note = f"score {g.home_score}-{g.away_score} {g.period} {g.clock}: fair {fair:.4f}"
         intent = OrderIntent(strategy=self.id, asset_id=asset, market=info.market, side="BUY", price=limit, size=size,
                              kind="limit", tif="FAK", probability=round(fair, 6), note=note)  # fmt: skip
@@ -446,9 +460,10 @@ class LiveArbitrage(Strategy):
                           d.action, note)  # fmt: skip
         return True
 
-    def _exit(self, ln: Linked, asset: str, book: OrderBook, fair: float, held: int) -> bool:
+    def _exit(self, ln: Linked, g: GameState, asset: str, book: OrderBook, fairs: list[float], i: int, held: int) -> bool:
         p = self.params
         info = ln.info
+        fair = fairs[i]
         bid = book.best_bid
         if not bid:
             return False
@@ -459,6 +474,8 @@ class LiveArbitrage(Strategy):
         size = floor_lot(min(held, book.size_up_to("SELL", floor)))
         if size <= 0 or size * floor // SCALE < MIN_MARKETABLE:
             return False
+        if not self._books_agree(ln, g, fairs, False):
+            return False  # the model may be wrong: its fair value is no exit signal
         intent = OrderIntent(strategy=self.id, asset_id=asset, market=info.market, side="SELL", price=floor, size=size,
                              kind="limit", tif="FAK", reduce_only=True, note=f"caught up: fair {fair:.4f}")  # fmt: skip
         d = self.ctx.submit(intent)
