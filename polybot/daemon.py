@@ -34,6 +34,7 @@ from .wiring import _by_name, build_executor, build_kernel
 
 CONTROL_INBOX = "control.jsonl"
 _SHUTDOWN = "__shutdown__"
+_BARRIER = "__barrier__"  # not an input: tells the shutdown when the consumer has caught up
 
 
 def build_feeds(cfg: Config) -> list[Feed]:
@@ -136,6 +137,9 @@ class Daemon:
                 if rec.source == _SHUTDOWN:
                     self._consumer_done.set()
                     return
+                if rec.source == _BARRIER:
+                    rec.msg.set()  # everything sent before it has been processed
+                    continue
                 try:
                     k.process(rec.ts, rec.source, rec.msg)
                 except Exception:  # noqa: BLE001 - a kernel bug must not lose the journal
@@ -286,14 +290,23 @@ class Daemon:
             scope.cancel()
 
     async def _shutdown(self, send: ObjectSendStream[InboundRecord]) -> None:
+        """Cancel (per ``on_shutdown``) and drain. An order can become open after the first
+        cancel-all (an acceptance that was still on its way): the kernel is asked again, once
+        the consumer has caught up, until nothing is open or 10 s have passed."""
         k = self.kernel
-        if self.cfg.engine.on_shutdown == "cancel" and k.orders.open_orders():
-            await send.send(InboundRecord(self.clock.now(), "control",
-                                          b'{"type":"cancel_all","origin":"shutdown","reason":"shutdown"}'))  # fmt: skip
-        with anyio.move_on_after(5.0):
-            while not self.executor.idle():
-                await anyio.sleep(0.01)
-            await anyio.sleep(0.05)  # let the last answers reach the stream
+        with anyio.move_on_after(10.0):
+            for _round in range(5):
+                if self.cfg.engine.on_shutdown == "cancel" and k.orders.open_orders():
+                    await send.send(InboundRecord(self.clock.now(), "control",
+                                                  b'{"type":"cancel_all","origin":"shutdown","reason":"shutdown"}'))  # fmt: skip
+                while not self.executor.idle():
+                    await anyio.sleep(0.01)
+                await anyio.sleep(0.05)  # let the last answers reach the stream
+                caught_up = anyio.Event()
+                await send.send(InboundRecord(self.clock.now(), _BARRIER, caught_up))
+                await caught_up.wait()
+                if self.cfg.engine.on_shutdown != "cancel" or not k.orders.open_orders():
+                    break
         # the sentinel queues behind every record already sent: when the consumer reaches it,
         # everything before it has been journaled and processed
         await send.send(InboundRecord(self.clock.now(), _SHUTDOWN, b""))
