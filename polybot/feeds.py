@@ -10,8 +10,10 @@ table) and implements ``async run(send, clock)``; it returns when it has nothing
 from __future__ import annotations
 
 import abc
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import anyio
 from anyio.abc import ObjectSendStream
 
 from .strategy import NoParams, StrategyParams
@@ -40,3 +42,38 @@ class Feed(abc.ABC):
     @abc.abstractmethod
     async def run(self, send: ObjectSendStream[InboundRecord], clock: Clock) -> None:
         """Send inbound records until done (or forever); return to end the feed."""
+
+
+def door_closed(exc: BaseException) -> bool:
+    """True if ``exc`` is (or groups only) the kernel's door being closed: time for a feed to
+    stop, not an error."""
+    if isinstance(exc, (anyio.BrokenResourceError, anyio.ClosedResourceError)):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        return all(door_closed(e) for e in exc.exceptions)
+    return False
+
+
+def describe(exc: BaseException) -> str:
+    """``"ExcType: message"`` for logs and health details (a one-exception group unwrapped)."""
+    if isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        return describe(exc.exceptions[0])
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def typed_params(cls: type[StrategyParams], feed: str, params: Any) -> Any:
+    """A feed's params as its typed ``Params``: None -> the defaults, a mapping (a config table)
+    converted and validated (a ``ValueError`` naming the feed and the key), a struct as is."""
+    if params is None:
+        return cls()
+    if isinstance(params, Mapping):
+        import msgspec
+
+        from .strategy import convert_params
+
+        try:
+            return convert_params(cls, dict(params))
+        except msgspec.ValidationError as exc:
+            raise ValueError(f"{feed}: params: {exc}") from None
+    return params

@@ -74,19 +74,15 @@ from polybot.events import (
     BookSnapshot,
     FeedDisconnected,
     FeedStale,
-    FillEvent,
     GameState,
     MarketInfo,
-    MarketResolved,
-    OddsQuote,
-    OrderCancelled,
     OrderIntent,
-    OrderRejected,
 )
-from polybot.sports.markets import Linked, SportsIndex, moneyline_consensus, odds_consensus
+from polybot.sports.markets import Linked, moneyline_consensus, odds_consensus
 from polybot.sports.pricing import buy_limit, fee_per_share, floor_lot, prob_units, sell_floor, token_fair
 from polybot.sports.winprob import GameModel, time_remaining
-from polybot.strategy import Strategy, StrategyParams, Units
+from polybot.sports.base import SportsStrategy
+from polybot.strategy import StrategyParams, Units
 from polybot.units import SCALE, from_units
 
 NS = 1_000_000_000
@@ -97,7 +93,7 @@ SKIPS = ("no_prior", "stale", "feed_lag", "feed_down", "feeds_disagree", "no_clo
 LATENCY_SAMPLES = 1000
 
 
-class LiveArbitrage(Strategy):
+class LiveArbitrage(SportsStrategy):
     name = "live_arbitrage"
 
     class Params(StrategyParams):
@@ -143,67 +139,34 @@ class LiveArbitrage(Strategy):
 
     def on_start(self) -> None:
         p = self.params
-        self.index = SportsIndex(p.markets, p.market_types, need_game=True, need_odds=False,
-                                 aliases=p.aliases, log=self.ctx.log)  # fmt: skip
         self.models: dict[str, list[Any]] = {}  # game -> [p0, source]
         self.models_obj: dict[str, GameModel] = {}
         self.scores: dict[str, tuple[int, int]] = {}  # game -> last score seen
         self.window: dict[str, int] = {}  # game -> kernel ts the score change was received
         self.bought: dict[str, int] = {}  # token -> buys sent in the current window
         self.feed_down: dict[str, int] = {}  # score feed name -> ts it was reported stale/down
-        self.watched: set[str] = set()
         self.no_prior: set[str] = set()
         self.stats: dict[str, int] = dict.fromkeys(("score_changes", "evaluations", "orders", "exits", "fills") + SKIPS, 0)
         self.latency: list[tuple[int, int, int]] = []  # (score_to_order_ns, feed_lag_ns, decide_us)
         self._t0 = 0.0
         self._agree: bool | None = None
         ctx = self.ctx
-        ctx.subscribe(MarketInfo, self.on_market)
         ctx.subscribe(GameState, self.on_game)
-        ctx.subscribe(OddsQuote, self.on_odds)
         ctx.subscribe(FeedStale, self.on_feed_down)
         ctx.subscribe(FeedDisconnected, self.on_feed_down)
-        ctx.subscribe(MarketResolved, self.on_resolved)
-        for info in sorted(ctx.catalog, key=lambda i: i.market):
-            self.on_market(info)
-
-    def on_stop(self) -> None:
-        for o in self.ctx.open_orders():
-            self.ctx.cancel(o.client_id, "stop")
+        self.start_sports(p.markets, p.market_types, need_game=True, need_odds=False, aliases=p.aliases)
 
     # ------------------------------------------------------------------ inputs
-
-    def on_market(self, ev: MarketInfo) -> None:
-        ln = self.index.add(ev, self.ctx.scoreboard, self.ctx.odds)
-        if ln is not None:
-            self._watch(ln)
-
-    def on_odds(self, ev: OddsQuote) -> None:
-        idx = self.index
-        if idx.unmatched or len(self.ctx.odds.events()) != idx._events_seen:
-            idx.refresh(self.ctx.scoreboard, self.ctx.odds)
-            for ln in idx.linked.values():  # the odds event may have placed a market's outcomes
-                self._watch(ln)
 
     def on_feed_down(self, ev: FeedStale | FeedDisconnected) -> None:
         if ev.feed in self.params.score_feeds:
             self.feed_down[ev.feed] = ev.ts
 
-    def on_resolved(self, ev: MarketResolved) -> None:
-        ln = self.index.linked.get(ev.market)
-        if ln is not None:
-            for o in self.ctx.open_orders():
-                if o.asset_id in ln.info.asset_ids:
-                    self.ctx.cancel(o.client_id, "market resolved")
-
     def on_game(self, ev: GameState) -> None:
         self._t0 = time.perf_counter()
         self.feed_down.clear()  # the score feed is delivering again
+        self.relink()
         idx = self.index
-        if idx.unmatched or len(self.ctx.scoreboard) != idx._games_seen:
-            idx.refresh(self.ctx.scoreboard, self.ctx.odds)
-            for ln in idx.linked.values():
-                self._watch(ln)
         gid = ev.game_id
         lns = idx.for_game(gid)
         if not lns:
@@ -240,20 +203,7 @@ class LiveArbitrage(Strategy):
             del self.window[gid]
         self._evaluate(ln, buy=buy)
 
-    def on_fill(self, ev: FillEvent) -> None:
-        self.stats["fills"] += 1
-
     # ------------------------------------------------------------------ the decision
-
-    def _watch(self, ln: Linked) -> None:
-        if not self.index.ready(ln):
-            return
-        for a in ln.info.asset_ids:
-            if a not in self.watched:
-                self.watched.add(a)
-                self.ctx.subscribe(BookSnapshot, self.on_book, key=a)
-                self.ctx.subscribe(BookDelta, self.on_book, key=a)
-                self.ctx.subscribe(FillEvent, self.on_fill, key=a)
 
     def _solve_prior(self, gid: str, ev: GameState, lns: list[Linked]) -> None:
         p = self.params
@@ -534,7 +484,7 @@ class LiveArbitrage(Strategy):
     def restore(self, state: Any) -> None:
         self.index.restore_links(state.get("links", []), self.ctx.catalog)
         for ln in self.index.linked.values():
-            self._watch(ln)
+            self.watch(ln)
         self.no_prior = set(state.get("no_prior", []))
         self.scores = {g: (int(v[0]), int(v[1])) for g, v in state.get("scores", {}).items()}
         self.window = {g: int(t) for g, t in state.get("window", {}).items()}

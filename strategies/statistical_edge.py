@@ -50,15 +50,13 @@ import msgspec
 from polybot.events import (
     BookDelta,
     BookSnapshot,
-    FillEvent,
-    MarketInfo,
-    MarketResolved,
     OddsQuote,
     OrderIntent,
 )
-from polybot.sports.markets import Linked, OddsFair, SportsIndex, odds_consensus
+from polybot.sports.markets import Linked, OddsFair, odds_consensus
 from polybot.sports.pricing import buy_limit, fee_per_share, floor_lot, prob_units, sell_floor
-from polybot.strategy import Strategy, StrategyParams, Units
+from polybot.sports.base import SportsStrategy
+from polybot.strategy import StrategyParams, Units
 from polybot.units import SCALE, from_units
 
 NS = 1_000_000_000
@@ -67,7 +65,7 @@ SKIPS = ("no_consensus", "few_books", "dispersion", "in_play", "no_edge", "fees_
          "below_min", "cooldown", "in_flight", "unhealthy_book", "closed")  # fmt: skip
 
 
-class StatisticalEdge(Strategy):
+class StatisticalEdge(SportsStrategy):
     name = "statistical_edge"
 
     class Params(StrategyParams):
@@ -102,39 +100,18 @@ class StatisticalEdge(Strategy):
 
     def on_start(self) -> None:
         p = self.params
-        self.index = SportsIndex(p.markets, p.market_types, need_game=False, need_odds=True, aliases=p.aliases,
-                                 log=self.ctx.log)  # fmt: skip
-        self.watched: set[str] = set()
         self.last_buy: dict[str, int] = {}  # token -> kernel ts of the last buy
         self.entry: dict[str, float] = {}  # token -> consensus at the last buy (for the report)
         # (market, odds event) -> (odds version, params, valid until, consensus): see _fair
         self._fairs: dict[tuple[str, str], tuple[int, Any, int, OddsFair | None]] = {}
         self.stats: dict[str, int] = dict.fromkeys(("evaluations", "orders", "exits", "fills") + SKIPS, 0)
-        ctx = self.ctx
-        ctx.subscribe(MarketInfo, self.on_market)
-        ctx.subscribe(OddsQuote, self.on_odds)
-        ctx.subscribe(MarketResolved, self.on_resolved)
-        for info in sorted(ctx.catalog, key=lambda i: i.market):
-            self.on_market(info)
-
-    def on_stop(self) -> None:
-        for o in self.ctx.open_orders():
-            self.ctx.cancel(o.client_id, "stop")
+        self.start_sports(p.markets, p.market_types, need_game=False, need_odds=True, aliases=p.aliases)
 
     # ------------------------------------------------------------------ inputs
 
-    def on_market(self, ev: MarketInfo) -> None:
-        ln = self.index.add(ev, self.ctx.scoreboard, self.ctx.odds)
-        if ln is not None:
-            self._watch(ln)
-
     def on_odds(self, ev: OddsQuote) -> None:
-        idx = self.index
-        if idx.unmatched or len(self.ctx.odds.events()) != idx._events_seen:
-            idx.refresh(self.ctx.scoreboard, self.ctx.odds)
-            for ln in idx.linked.values():
-                self._watch(ln)
-        for ln in idx.for_event(ev.event_id):
+        self.relink()
+        for ln in self.index.for_event(ev.event_id):
             self._evaluate(ln)
 
     def on_book(self, ev: BookSnapshot | BookDelta) -> None:
@@ -143,26 +120,6 @@ class StatisticalEdge(Strategy):
         hit = self.index.for_asset(ev.asset_id)
         if hit is not None:
             self._evaluate(hit[0])
-
-    def on_fill(self, ev: FillEvent) -> None:
-        self.stats["fills"] += 1
-
-    def on_resolved(self, ev: MarketResolved) -> None:
-        ln = self.index.linked.get(ev.market)
-        if ln is not None:
-            for o in self.ctx.open_orders():
-                if o.asset_id in ln.info.asset_ids:
-                    self.ctx.cancel(o.client_id, "market resolved")
-
-    def _watch(self, ln: Linked) -> None:
-        if not self.index.ready(ln):
-            return
-        for a in ln.info.asset_ids:
-            if a not in self.watched:
-                self.watched.add(a)
-                self.ctx.subscribe(BookSnapshot, self.on_book, key=a)
-                self.ctx.subscribe(BookDelta, self.on_book, key=a)
-                self.ctx.subscribe(FillEvent, self.on_fill, key=a)
 
     # ------------------------------------------------------------------ the decision
 
@@ -299,7 +256,7 @@ class StatisticalEdge(Strategy):
     def restore(self, state: Any) -> None:
         self.index.restore_links(state.get("links", []), self.ctx.catalog)
         for ln in self.index.linked.values():
-            self._watch(ln)
+            self.watch(ln)
         self.last_buy = {a: int(t) for a, t in state.get("last_buy", {}).items()}
         self.entry = {a: float(f) for a, f in state.get("entry", {}).items()}
         self.stats.update({k: int(v) for k, v in state.get("stats", {}).items() if k in self.stats})

@@ -96,10 +96,10 @@ from loguru import logger
 from polybot.clock import Clock, iso_to_ns
 from polybot.config import Config, load_secrets
 from polybot.events import Event, FeedConnected, FeedDisconnected, FeedStale, OddsQuote
-from polybot.feeds import Feed
+from polybot.feeds import Feed, typed_params, door_closed as _door_closed
 from polybot.journal import check_source
 from polybot.kernel import FrameError, InboundRecord
-from polybot.strategy import StrategyParams, convert_params
+from polybot.strategy import StrategyParams
 
 __all__ = [
     "BASE_URL",
@@ -529,15 +529,6 @@ class PollSchedule:
 # =============================================================================================
 
 
-def _door_closed(exc: BaseException) -> bool:
-    """True if ``exc`` is (or groups only) the kernel's door being closed: time to stop."""
-    if isinstance(exc, (anyio.BrokenResourceError, anyio.ClosedResourceError)):
-        return True
-    if isinstance(exc, BaseExceptionGroup):
-        return all(_door_closed(e) for e in exc.exceptions)
-    return False
-
-
 def _header_int(headers: Mapping[str, str], name: str) -> int | None:
     v = headers.get(name)
     if v is None:
@@ -622,11 +613,7 @@ class OddsApiFeed(Feed):
         pair to run the schedule without waiting."""
         if params is None:
             raise ValueError(f"odds feed {name!r}: params.sports: required key is missing")
-        if isinstance(params, Mapping):
-            try:
-                params = convert_params(self.Params, dict(params))
-            except msgspec.ValidationError as exc:
-                raise ValueError(f"odds feed {name!r}: params: {exc}") from None
+        params = typed_params(self.Params, f"odds feed {name!r}", params)
         _validate(name, params)
         super().__init__(name, params)
         p = params

@@ -35,7 +35,7 @@ import inspect
 import math
 import random
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Annotated, Any
 
 import aiohttp
@@ -48,9 +48,9 @@ from loguru import logger
 
 from polybot.clock import Clock
 from polybot.events import BookHealth, FeedConnected, FeedDisconnected
-from polybot.feeds import Feed
+from polybot.feeds import Feed, typed_params, door_closed as _door_closed, describe as _describe
 from polybot.kernel import InboundRecord
-from polybot.strategy import StrategyParams, convert_params
+from polybot.strategy import StrategyParams
 
 __all__ = ["BooksFetchError", "MarketFeed", "book_asset_ids"]
 
@@ -158,22 +158,6 @@ class _Shard:
     started: bool = False
 
 
-def _door_closed(exc: BaseException) -> bool:
-    """True if ``exc`` is (or groups only) the kernel's door being closed: time to stop."""
-    if isinstance(exc, (anyio.BrokenResourceError, anyio.ClosedResourceError)):
-        return True
-    if isinstance(exc, BaseExceptionGroup):
-        return all(_door_closed(e) for e in exc.exceptions)
-    return False
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        return _describe(exc.exceptions[0])
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
 # ---------------------------------------------------------------------------------- the feed
 
 
@@ -207,13 +191,7 @@ class MarketFeed(Feed):
     RECONNECT_REASONS: tuple[str, ...] = ("disconnect", "reconnect")
 
     def __init__(self, name: str = "polymarket", params: Any = None) -> None:
-        if params is None:
-            params = self.Params()
-        elif isinstance(params, Mapping):
-            try:
-                params = convert_params(self.Params, dict(params))
-            except msgspec.ValidationError as exc:
-                raise ValueError(f"polymarket feed {name!r}: params: {exc}") from None
+        params = typed_params(self.Params, f"polymarket feed {name!r}", params)
         _validate(name, params)
         super().__init__(name, params)
         self.stats: dict[str, Any] = {

@@ -36,7 +36,6 @@ import inspect
 import math
 import random
 from collections import Counter
-from collections.abc import Mapping
 from typing import Annotated, Any
 
 import aiohttp
@@ -48,9 +47,9 @@ from loguru import logger
 
 from polybot.clock import Clock
 from polybot.events import FeedConnected, FeedDisconnected, FeedStale
-from polybot.feeds import Feed
+from polybot.feeds import Feed, typed_params, door_closed as _door_closed, describe as _describe
 from polybot.kernel import InboundRecord
-from polybot.strategy import StrategyParams, convert_params
+from polybot.strategy import StrategyParams
 
 from .wire import SOURCE
 
@@ -109,22 +108,6 @@ def frame_leagues(frame: bytes) -> list[str] | None:
     return [(r.leagueAbbreviation or "").strip().lower() for r in refs]
 
 
-def _door_closed(exc: BaseException) -> bool:
-    """True if ``exc`` is (or groups only) the kernel's door being closed: time to stop."""
-    if isinstance(exc, (anyio.BrokenResourceError, anyio.ClosedResourceError)):
-        return True
-    if isinstance(exc, BaseExceptionGroup):
-        return all(_door_closed(e) for e in exc.exceptions)
-    return False
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        return _describe(exc.exceptions[0])
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
 @attrs.define(eq=False)
 class _Conn:
     """One connection attempt."""
@@ -165,13 +148,7 @@ class SportsFeed(Feed):
         leagues: list[str] = []
 
     def __init__(self, name: str = "polymarket-sports", params: Any = None) -> None:
-        if params is None:
-            params = self.Params()
-        elif isinstance(params, Mapping):
-            try:
-                params = convert_params(self.Params, dict(params))
-            except msgspec.ValidationError as exc:
-                raise ValueError(f"sports feed {name!r}: params: {exc}") from None
+        params = typed_params(self.Params, f"sports feed {name!r}", params)
         _validate(name, params)
         super().__init__(name, params)
         self.leagues = frozenset(lg.strip().lower() for lg in params.leagues)

@@ -78,9 +78,9 @@ from loguru import logger
 
 from polybot.clock import Clock, iso_to_ns
 from polybot.events import Event, FeedConnected, FeedDisconnected, FeedStale, GameState
-from polybot.feeds import Feed
+from polybot.feeds import Feed, typed_params, door_closed as _door_closed, describe as _describe
 from polybot.kernel import FrameError, InboundRecord
-from polybot.strategy import StrategyParams, convert_params
+from polybot.strategy import StrategyParams
 
 from .wire import parse_elapsed, sport_of
 
@@ -476,19 +476,6 @@ def _secrets(url: str, headers: Mapping[str, str]) -> list[str]:
     return sorted((s for s in out if len(s) >= 4), key=len, reverse=True)
 
 
-def _door_closed(exc: BaseException) -> bool:
-    if isinstance(exc, (anyio.BrokenResourceError, anyio.ClosedResourceError)):
-        return True
-    if isinstance(exc, BaseExceptionGroup):
-        return all(_door_closed(e) for e in exc.exceptions)
-    return False
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
 def _retry_after(value: str | None) -> float:
     try:
         v = float(value) if value else 0.0
@@ -552,11 +539,7 @@ class ScoreboardFeed(Feed):
     def __init__(self, name: str = "scoreboard", params: Any = None) -> None:
         if params is None:
             raise ValueError(f"scoreboard feed {name!r}: params.url is required")
-        if isinstance(params, Mapping):
-            try:
-                params = convert_params(self.Params, dict(params))
-            except msgspec.ValidationError as exc:
-                raise ValueError(f"scoreboard feed {name!r}: params: {exc}") from None
+        params = typed_params(self.Params, f"scoreboard feed {name!r}", params)
         self.mapping = _validate(name, params)
         super().__init__(name, params)
         self.public_url = redact_url(params.url)
