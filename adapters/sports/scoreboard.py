@@ -276,6 +276,8 @@ def resolve(path: CompiledPath, game: Any, root: Any) -> Any:
 
 
 class _Map(msgspec.Struct, kw_only=True):
+    """A field mapping: the same fields in the feed's params and in every envelope it sends."""
+
     items: str = ""
     game_id: str = ""
     home: str = ""
@@ -291,6 +293,7 @@ class _Map(msgspec.Struct, kw_only=True):
     league: str = ""
     sport: str = ""
     slug: str = ""
+    #: the clock counts elapsed time: derive elapsed_s / elapsed_scope from it
     clock_elapsed: bool = False
 
 
@@ -506,7 +509,7 @@ class ScoreboardFeed(Feed):
 
     kind = "scoreboard"
 
-    class Params(StrategyParams):
+    class Params(StrategyParams, _Map):
         url: str
         preset: Literal["", "espn"] = ""
         interval_s: PosFloat = 5.0
@@ -518,23 +521,7 @@ class ScoreboardFeed(Feed):
         source: str = SOURCE
         #: request headers (an API key, a User-Agent); never journaled
         headers: dict[str, str] = {}
-        items: str = ""
-        game_id: str = ""
-        home: str = ""
-        away: str = ""
-        home_score: str = ""
-        away_score: str = ""
-        period: str = ""
-        clock: str = ""
-        status: str = ""
-        live: str = ""
-        ended: str = ""
-        feed_ts: str = ""
-        league: str = ""
-        sport: str = ""
-        slug: str = ""
-        #: the clock counts elapsed time: derive elapsed_s / elapsed_scope from it
-        clock_elapsed: bool = False
+        # the mapping's fields (items, game_id, home, ..., clock_elapsed) come from _Map
 
     def __init__(self, name: str = "scoreboard", params: Any = None) -> None:
         if params is None:

@@ -1,12 +1,12 @@
 """The shared plumbing of strategies that trade sports markets: a :class:`SportsIndex` fed by
 the catalog and re-linked as games and bookmaker events appear, book and fill subscriptions for
 every token of a linked market (only those: other books cost nothing), cancels on resolution and
-at stop. A subclass sets up its index in :meth:`SportsStrategy.start_sports` and implements
-:meth:`SportsStrategy.on_book`; ``live_arbitrage`` and ``statistical_edge`` are built on it."""
+at stop. A subclass sets up its index in :meth:`SportsStrategy.start_sports` and defines
+``on_book``; ``live_arbitrage`` and ``statistical_edge`` are built on it."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from ..events import BookDelta, BookSnapshot, FillEvent, MarketInfo, MarketResolved, OddsQuote
 from ..strategy import Strategy
@@ -21,6 +21,8 @@ class SportsStrategy(Strategy):
 
     index: SportsIndex
     stats: dict[str, int]
+    #: the subclass's handler of book changes of the watched tokens
+    on_book: Callable[[BookSnapshot | BookDelta], None]
 
     def start_sports(self, markets: Sequence[str], market_types: Sequence[str], *, need_game: bool, need_odds: bool,
                      aliases: Mapping[str, str]) -> None:  # fmt: skip
@@ -56,9 +58,6 @@ class SportsStrategy(Strategy):
 
     def on_odds(self, ev: OddsQuote) -> None:
         self.relink()
-
-    def on_book(self, ev: BookSnapshot | BookDelta) -> None:
-        raise NotImplementedError
 
     def on_fill(self, ev: FillEvent) -> None:
         self.stats["fills"] += 1
