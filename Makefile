@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # `make run CONFIG=config/sports-demo.toml` runs another demo (README: "Sports and odds")
 CONFIG ?= config/demo.toml
 
-.PHONY: install run test test-all bench clean
+.PHONY: install browser run test test-all bench clean
 
 install: $(STAMP)
 
@@ -19,10 +19,19 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/polybot run --config $(CONFIG)
 
-test: $(STAMP)
+# the dashboard test drives Debian's chromium; installed here when missing (as root, with apt-get),
+# otherwise that one test is skipped with its reason
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing chromium and chromium-driver for the dashboard test"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	else echo "note: no /usr/bin/chromium: the dashboard's browser test will be skipped"; fi
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest
 
-test-all: $(STAMP)
+test-all: $(STAMP) browser
 	$(BIN)/python -m pytest -m ''
 
 bench: $(STAMP)

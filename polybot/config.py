@@ -40,11 +40,63 @@ class EngineConfig(_C):
     run_for_s: float = 0  # stop by itself after this long (0 = until SIGINT/SIGTERM or the feeds end)
 
 
+_LOG_NUM = r"(?P<n>\d+(?:\.\d+)?)\s*"
+_LOG_SIZE = re.compile(_LOG_NUM + r"(?P<u>(?:[kmgt]i?)?b)", re.I)
+_LOG_SIZE_UNITS = {"b": "B", "kb": "KB", "mb": "MB", "gb": "GB", "tb": "TB", "kib": "KiB", "mib": "MiB", "gib": "GiB", "tib": "TiB"}
+_LOG_INTERVAL = re.compile(_LOG_NUM + r"(?:s|secs?|seconds?|min|mins|minutes?|h|hours?|d|days?|w|weeks?)", re.I)
+_LOG_AGE = re.compile(_LOG_NUM + r"(?:s|secs?|seconds?|min|mins|minutes?|h|hours?|d|days?|w|weeks?|months?|y|years?)", re.I)
+_LOG_FREQUENCY = frozenset({"hourly", "daily", "weekly", "monthly", "yearly"})
+_LOG_DAYTIME = re.compile(r"(?:[01]?\d|2[0-3]):[0-5]\d(?::[0-5]\d)?")
+
+
+def _log_rotation(v: str) -> str:
+    """The rotation as loguru takes it (a size's unit spelled in bytes: loguru would read
+    "mb" as megabits); raises ValueError naming what is accepted."""
+    s = v.strip()
+    if not s or s.lower() in _LOG_FREQUENCY or _LOG_DAYTIME.fullmatch(s):
+        return s.lower()
+    m = _LOG_SIZE.fullmatch(s)
+    if m and float(m["n"]) > 0:
+        return f"{m['n']} {_LOG_SIZE_UNITS[m['u'].lower()]}"
+    m = _LOG_INTERVAL.fullmatch(s)
+    if m and float(m["n"]) > 0:
+        return s
+    raise ValueError(f"cannot rotate at {v!r}: give a size (\"100 MB\", \"1 GiB\"), an interval (\"12 h\", \"1 day\"), "
+                     f"hourly, daily, weekly, monthly, yearly, a time of day (\"00:00\"), or \"\" (never rotate)")  # fmt: skip
+
+
+def _log_retention(v: int | str) -> int | str:
+    if isinstance(v, int):
+        if v < 1:
+            raise ValueError(f"must keep at least 1 rotated file, got {v}")
+        return v
+    s = v.strip()
+    m = _LOG_AGE.fullmatch(s)
+    if not s or (m and float(m["n"]) > 0):
+        return s
+    raise ValueError(f"cannot keep rotated files for {v!r}: give a number of files (10), an age (\"7 days\", "
+                     f"\"2 weeks\"), or \"\" (keep them all)")  # fmt: skip
+
+
 class LoggingConfig(_C):
     level: Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR"] = "INFO"
-    json: bool = False
-    file: str = ""
+    json: bool = False  # JSON lines on stderr instead of the human format
+    file: str = ""  # also write JSON lines to this file ("" = no file)
+    #: when the file starts a new part: a size ("100 MB"), an interval ("1 day"), "daily" (or
+    #: hourly, weekly, monthly, yearly), a time of day ("00:00"), or "" (never)
+    file_rotation: str = "100 MB"
+    #: rotated parts kept: a count (10) or an age ("7 days"); "" keeps them all
+    file_retention: int | str = 10
     status_interval_s: float = 5.0  # periodic status line, 0 = off
+
+    def __post_init__(self) -> None:
+        # a ValidationError with its own path passes msgspec unchanged, so the message names
+        # the key (logging.file_rotation), not only its table
+        for key, check in (("file_rotation", _log_rotation), ("file_retention", _log_retention)):
+            try:
+                setattr(self, key, check(getattr(self, key)))
+            except ValueError as exc:
+                raise msgspec.ValidationError(f"{exc} - at `$.logging.{key}`") from None
 
 
 class ExecutorConfig(_C):
@@ -95,6 +147,25 @@ class PortfolioConfig(_C):
     drawdown_sample_s: float = 1.0
 
 
+class ApiConfig(_C):
+    """The operator's HTTP API and dashboard (polybot.api). Mutating endpoints always need the
+    bearer token (secret ``api_token``: ``POLYBOT_API_TOKEN`` or the secrets file; on a loopback
+    address one is generated into ``<data_dir>/api_token`` when none is set). On any other
+    address every endpoint but ``/critical`` needs it, and the daemon refuses to start without
+    one."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 8321  # 0 = any free port (logged)
+    #: /critical answers 503 when a book has been unhealthy this long (s) ...
+    critical_book_unhealthy_s: float = 30.0
+    #: ... or a feed has been disconnected (or stale) this long (s), or trading is halted
+    critical_feed_down_s: float = 10.0
+    push_interval_s: float = 1.0  # WebSocket updates at most this often
+    pnl_sample_s: float = 1.0  # PnL-over-time sampling (wall clock)
+    history: int = 200  # recent fills, order steps, rejections kept for the views
+
+
 class Config(_C):
     engine: EngineConfig = msgspec.field(default_factory=EngineConfig)
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
@@ -107,6 +178,7 @@ class Config(_C):
     market_data: MarketDataConfig = msgspec.field(default_factory=MarketDataConfig)
     portfolio: PortfolioConfig = msgspec.field(default_factory=PortfolioConfig)
     secrets: SecretsConfig = msgspec.field(default_factory=SecretsConfig)
+    api: ApiConfig = msgspec.field(default_factory=ApiConfig)
     #: Where the config came from (for error messages); not a TOML key.
     source_path: str = ""
 
@@ -168,6 +240,17 @@ def parse_config(data: dict[str, Any], file: str = "<config>") -> Config:
         raise ConfigError(f"{file}: engine.snapshot_every: must be at least 1")
     if not re.fullmatch(r"[A-Za-z0-9_-]{1,16}", cfg.engine.client_id_prefix):
         raise ConfigError(f"{file}: engine.client_id_prefix: 1-16 letters, digits, '_' or '-'")
+    api = cfg.api
+    if not 0 <= api.port <= 65535:
+        raise ConfigError(f"{file}: api.port: must be 0-65535, got {api.port}")
+    for key in ("critical_book_unhealthy_s", "critical_feed_down_s"):
+        if getattr(api, key) < 0:
+            raise ConfigError(f"{file}: api.{key}: must be >= 0")
+    for key in ("push_interval_s", "pnl_sample_s"):
+        if not getattr(api, key) > 0:
+            raise ConfigError(f"{file}: api.{key}: must be > 0")
+    if api.history < 1:
+        raise ConfigError(f"{file}: api.history: must be at least 1")
     for name, table in cfg.strategies.items():
         if not isinstance(table, dict) or "class" not in table:
             raise ConfigError(f"{file}: strategies.{name}.class: required key is missing")
@@ -180,7 +263,7 @@ def parse_config(data: dict[str, Any], file: str = "<config>") -> Config:
 # Secrets
 # --------------------------------------------------------------------------------------------
 
-SECRET_KEYS = ("private_key", "api_key", "api_secret", "api_passphrase", "odds_api_key")
+SECRET_KEYS = ("private_key", "api_key", "api_secret", "api_passphrase", "odds_api_key", "api_token")
 
 
 class Secrets:

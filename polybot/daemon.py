@@ -12,6 +12,7 @@ requests drain, a final snapshot is written and the journal is flushed and fsync
 
 from __future__ import annotations
 
+import os
 import signal
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from .units import from_units
 from .wiring import _by_name, build_executor, build_kernel
 
 CONTROL_INBOX = "control.jsonl"
+API_FILE = "api.json"  # {"url", "pid"} of the running daemon's API
 _SHUTDOWN = "__shutdown__"
 _BARRIER = "__barrier__"  # not an input: tells the shutdown when the consumer has caught up
 
@@ -80,6 +82,16 @@ class Daemon:
         self._consumer_done = anyio.Event()
         self.recovered: dict[str, Any] = {}
         self.report: SessionReport | None = None  # this session's orders, fills and PnL
+        self.monitor: Any = None  # polybot.monitor.Monitor when the API is on
+        self.api: Any = None  # polybot.api.ApiServer
+        self._api_token = ""
+        if cfg.api.enabled and not record_only:
+            from .api import resolve_token
+            from .config import load_secrets
+
+            # refuse to start (naming api.host) before anything runs: a non-loopback API needs a token
+            self._api_token, self._api_token_from = resolve_token(
+                cfg.api, load_secrets(cfg).get("api_token"), self.data_dir, cfg.source_path or "<config>")
 
     # ------------------------------------------------------------------------------ setup
 
@@ -102,6 +114,28 @@ class Daemon:
         if not self.record_only:
             pc = self.cfg.portfolio
             self.report = SessionReport(k, mark=pc.mark, sample_ns=int(pc.drawdown_sample_s * 1e9))
+
+    def _build_api(self, send: ObjectSendStream[InboundRecord]) -> Any:
+        from .api import ApiServer
+        from .events import ENCODER
+
+        k = self.kernel
+
+        async def control(ev: Any) -> None:
+            """One control input through the door; returns once the kernel has processed it."""
+            await send.send(InboundRecord(self.clock.now(), "control", ENCODER.encode(ev)))
+            done = anyio.Event()
+            await send.send(InboundRecord(self.clock.now(), _BARRIER, done))
+            await done.wait()
+
+        def metrics() -> str:
+            from .metrics import render_metrics
+
+            return render_metrics(k, self.monitor, {"queue_size": self.cfg.engine.queue_size,
+                                                    "queued": send.statistics().current_buffer_used})  # fmt: skip
+
+        return ApiServer(self.cfg.api, self.monitor, token=self._api_token, control=control, executor=self.executor,
+                         metrics=metrics)  # fmt: skip
 
     def _rotate_previous(self) -> None:
         """A fresh start must not append to an old session's journal (the file would no longer
@@ -234,10 +268,18 @@ class Daemon:
         return st.inputs
 
     async def _run_feed(self, feed: Feed, send: ObjectSendStream[InboundRecord]) -> None:
+        m = self.monitor
+        if m is not None:
+            m.feed_task(feed.name, True)
+        detail = "ended"
         try:
             await feed.run(send, self.clock)
-        except Exception:  # noqa: BLE001 - one broken feed must not take the daemon down
+        except Exception as exc:  # noqa: BLE001 - one broken feed must not take the daemon down
             logger.exception("feed {} failed; it is stopped, the others keep running", feed.name)
+            detail = f"failed: {type(exc).__name__}: {exc}"
+        finally:
+            if m is not None:
+                m.feed_task(feed.name, False, detail)
 
     async def _run_for(self, seconds: float, scope: anyio.CancelScope) -> None:
         await anyio.sleep(seconds)
@@ -254,9 +296,25 @@ class Daemon:
     # ------------------------------------------------------------------------------ main
 
     async def run(self) -> dict[str, Any]:
-        self.prepare()
         k = self.kernel
         send, recv = anyio.create_memory_object_stream[InboundRecord](self.cfg.engine.queue_size)
+        if self._api_token:  # listen first: a taken port refuses to start before anything is touched
+            from .monitor import Monitor
+
+            # subscribed before recovery, so the recovered session's fills and orders show too
+            self.monitor = Monitor(k, feeds=[(f.name, type(f).__name__) for f in self.feeds],
+                                   history=self.cfg.api.history, clock=self.clock)  # fmt: skip
+            self.api = self._build_api(send.clone())
+            try:
+                await self.api.start()
+            except OSError as exc:
+                raise ConfigError(f"{self.cfg.source_path or '<config>'}: api.port: cannot listen on "
+                                  f"{self.cfg.api.host}:{self.cfg.api.port}: {exc.strerror or exc}") from None
+            logger.info("api: control token from {}", self._api_token_from)
+            # where a client finds it (the port may have been 0 = any); never the token
+            (self.data_dir / API_FILE).write_bytes(msgspec.json.encode(
+                {"url": f"http://{self.cfg.api.host}:{self.api.port}/", "pid": os.getpid()}))  # fmt: skip
+        self.prepare()
         logger.info("polybot daemon: {} feed(s), {} strateg(ies), executor {}, journal {}",
                     len(self.feeds), len(k.strategies), self.executor.name, self.journal_path)  # fmt: skip
         async with anyio.create_task_group() as tg:
@@ -267,6 +325,8 @@ class Daemon:
             tg.start_soon(self._control_inbox, send.clone())
             tg.start_soon(self._flusher)
             tg.start_soon(self._status)
+            if self.api is not None:
+                tg.start_soon(self.api.run)
             async with anyio.create_task_group() as feeds_tg:
                 self._feeds_scope = feeds_tg.cancel_scope
                 feeds_tg.start_soon(self._signals, feeds_tg.cancel_scope)
@@ -314,6 +374,8 @@ class Daemon:
 
     def finish(self) -> dict[str, Any]:
         k = self.kernel
+        if self.api is not None:
+            (self.data_dir / API_FILE).unlink(missing_ok=True)
         k.stop()
         self.snapshot()
         if k.journal is not None:
