@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from time import perf_counter_ns
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import attrs
 import msgspec
@@ -90,6 +91,9 @@ from .risk import LOT, Decision, Exposure, RiskChain, RiskContext, TradingStateV
 from .risk.chain import LossBook, intent_loss
 from .strategy import Context, Strategy, convert_params, params_table
 from .units import SCALE, from_units
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .metrics import StageTiming
 
 STATE_VERSION = 1
 RECONCILE = "reconcile"  # the owner of position corrections from the venue
@@ -265,6 +269,9 @@ class Kernel:
         self.decoders["events"] = self._decode_events
         self.redactions: dict[str, list[tuple[bytes, bytes]]] = {}
         self.engine_sink: list[bytes] | None = None  # set by faithful replay to compare lines
+        # per-stage latency (polybot.metrics.StageTiming), set by the daemon when metrics are on;
+        # None (replays, bench): process() pays one attribute check per input and nothing else
+        self.timing: StageTiming | None = None
         self.on_state_change: list[Callable[[], None]] = []
         self._seq = 0
         self._plan_seq = 0
@@ -330,6 +337,10 @@ class Kernel:
     def process(self, ts: int, source: str, msg: Any, journal: bool = True) -> None:
         """Take one input. ``msg`` is JSON bytes (a frame as received, or as journaled) or an
         object (encoded here). Never raises for bad input: it is counted and dropped."""
+        timing = self.timing
+        if timing is not None:  # metrics on: the same steps, timed (_process_timed)
+            self._process_timed(timing, ts, source, msg, journal)
+            return
         stats = self.stats
         stats.inputs += 1
         if self.synthesize_timers and source != "clock":
@@ -380,6 +391,68 @@ class Kernel:
         stats.events += len(events)
         if source == "clock":
             self._fire_due(ts)
+
+    def _process_timed(self, timing: StageTiming, ts: int, source: str, msg: Any, journal: bool) -> None:
+        """:meth:`process` with its stages timed (decode, journal, dispatch): the same steps in
+        the same order, with clock reads between them. Keep the two in step (the metrics tests
+        check that both give the same journal and state). The readings go to ``timing`` only:
+        nothing here reaches an event, a decision or the journal."""
+        stats = self.stats
+        stats.inputs += 1
+        if self.synthesize_timers and source != "clock":
+            d = self.timers.next_deadline()
+            while d is not None and d <= ts:
+                self.process(max(d, self.clock.now()), "clock", b"{}", journal)  # timed on its own
+                d = self.timers.next_deadline()
+        clock = self.clock
+        if ts < clock._now:
+            ts = clock.advance(ts)
+        else:
+            clock._now = ts
+        if msg.__class__ is not bytes:
+            msg = msg.encode("utf-8", "replace") if isinstance(msg, str) else ENCODER.encode(msg)
+        if b"\n" in msg or b"\r" in msg:
+            msg = one_line(msg)
+        red = self.redactions.get(source) if self.redactions else None
+        if red:
+            for secret, alias in red:
+                msg = msg.replace(secret, alias)
+        t0 = perf_counter_ns()
+        decoder = self.decoders.get(source) or self._resolve(source)
+        failure = None
+        if decoder is not None:
+            try:
+                events = decoder(msg, ts)
+            except Exception as exc:  # noqa: BLE001
+                events, msg, failure = self._decode_failed(exc, decoder, msg, ts, source)
+        else:
+            events, msg, failure = self._unknown_source(msg, source)
+        t1 = t2 = perf_counter_ns()
+        t_journal = -1  # not journaled
+        if journal:
+            j = self.journal
+            if j is not None:
+                j.write_input(ts, source, msg)
+                t2 = perf_counter_ns()
+                t_journal = t2 - t1
+        timing.inner = 0  # risk/submit time inside this dispatch (nothing carried over)
+        try:
+            stats.by_source[source] += 1
+            if failure is not None:
+                reason, detail, bad_assets = failure
+                self._drop(ts, source, reason, detail, msg)
+                for aid in bad_assets:
+                    b = self.books.get(aid)
+                    if b is not None:
+                        self._unhealthy(b, f"parse failure ({reason})")
+            publish = self.bus.publish
+            for ev in events:
+                publish(ev)
+            stats.events += len(events)
+            if source == "clock":
+                self._fire_due(ts)
+        finally:
+            timing.record_input(t1 - t0, t_journal, perf_counter_ns() - t2)
 
     def _decode_failed(self, exc: Exception, decoder: Decoder, msg: bytes, ts: int,
                        source: str) -> tuple[Sequence[Event], bytes, tuple[str, str, tuple[str, ...]]]:  # fmt: skip
@@ -482,7 +555,11 @@ class Kernel:
             if bad:
                 decision, final = reject("kernel", bad), legs
             else:
-                decision, final = self.risk.check_plan(legs, RiskContext(self, strategy))
+                if self.timing is None:
+                    decision, final = self.risk.check_plan(legs, RiskContext(self, strategy))
+                else:  # metrics on: the same call, timed as the "risk" stage
+                    decision, final = self.timing.section(self.timing.risk, self.risk.check_plan, legs,
+                                                          RiskContext(self, strategy))  # fmt: skip
                 if decision.action == "resize" and not intent.resizable:
                     # rejected, with the size the chain would allow (a strategy may re-plan at it)
                     decision = Decision("reject", decision.validator, f"{decision.reason}; the plan is not resizable",
@@ -494,8 +571,11 @@ class Kernel:
         bad = _sanity(intent)
         if bad:
             decision, out = reject("kernel", bad), intent
-        else:
+        elif self.timing is None:
             decision, out = self.risk.check_intent(intent, RiskContext(self, strategy))
+        else:  # metrics on: the same call, timed as the "risk" stage
+            decision, out = self.timing.section(self.timing.risk, self.risk.check_intent, intent,
+                                                RiskContext(self, strategy))  # fmt: skip
         return self._decided(strategy, decision, [out], [intent], intent.plan_id)
 
     def _decided(self, strategy: str, decision: Decision, final: list[OrderIntent],
@@ -522,11 +602,17 @@ class Kernel:
             self.stats.orders += 1
             self.emit(OrderSubmitted(ts=now, client_id=it.client_id, strategy=strategy, asset_id=it.asset_id, intent=it))
             orders.append(o)
+        if self.timing is None:
+            self._hand_over(orders)
+        else:  # metrics on: the same call, timed as the "submit" stage
+            self.timing.section(self.timing.submit, self._hand_over, orders)
+        return _with_ids(decision, ids)
+
+    def _hand_over(self, orders: list[Any]) -> None:
         if self.journal is not None:
             self.journal.sync()  # write-ahead: on disk before anything leaves the process
         for o in orders:
             self.executor.submit(o)
-        return _with_ids(decision, ids)
 
     def _reserve(self, it: OrderIntent, strategy: str, size: int) -> int:
         """Reserve an order's worst case for ``size`` shares: its cash at risk (a BUY's notional

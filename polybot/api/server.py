@@ -372,8 +372,8 @@ class ApiServer:
     async def h_metrics(self, request: web.Request) -> web.Response:
         if self._metrics is None:
             raise ApiError(404, "metrics are not available in this daemon")
-        return web.Response(text=self._metrics(), content_type="text/plain", charset="utf-8",
-                            headers={"X-Content-Type-Options": "nosniff"})  # fmt: skip
+        return web.Response(body=self._metrics().encode(), headers={
+            "Content-Type": "text/plain; version=0.0.4; charset=utf-8", "X-Content-Type-Options": "nosniff"})  # fmt: skip
 
     async def h_openapi(self, request: web.Request) -> web.Response:
         return _json(openapi())
