@@ -27,6 +27,7 @@ from .config import Config, ConfigError, describe_validation_error
 from .feeds import Feed
 from .journal import JournalWriter, RotatingJournalWriter
 from .kernel import InboundRecord, Kernel
+from .logs import OrderLog
 from .recovery import SNAPSHOT_FILE, recover, write_snapshot
 from .report import SessionReport
 from .strategy import convert_params
@@ -114,6 +115,8 @@ class Daemon:
         if not self.record_only:
             pc = self.cfg.portfolio
             self.report = SessionReport(k, mark=pc.mark, sample_ns=int(pc.drawdown_sample_s * 1e9))
+            # one log line per order lifecycle step (after recovery: recovered orders are not news)
+            self.order_log = OrderLog().attach(k)
 
     def _build_api(self, send: ObjectSendStream[InboundRecord]) -> Any:
         from .api import ApiServer
@@ -301,6 +304,9 @@ class Daemon:
         if self._api_token:  # listen first: a taken port refuses to start before anything is touched
             from .monitor import Monitor
 
+            from .metrics import StageTiming
+
+            k.timing = StageTiming()  # per-stage latency histograms for /metrics (~1 us per input)
             # subscribed before recovery, so the recovered session's fills and orders show too
             self.monitor = Monitor(k, feeds=[(f.name, type(f).__name__) for f in self.feeds],
                                    history=self.cfg.api.history, clock=self.clock)  # fmt: skip

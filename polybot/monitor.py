@@ -373,6 +373,8 @@ class Monitor:
         books = list(k.books.items())
         healthy = sum(1 for _, b in books if b.healthy)
         worst, which = self.worst_book_unhealthy_s()
+        now = self.now()
+        ages = [now - b.updated_ts for _, b in books if b.updated_ts]
         return {
             "now_ns": self.now(), "event_time_ns": k.clock.now(),
             "uptime_s": round(time.time() - self.started_wall, 3),
@@ -384,7 +386,9 @@ class Monitor:
             "open_orders": len(k.orders.open_orders()),
             "feeds": self.feed_rows(),
             "books": {"total": len(books), "healthy": healthy, "worst_unhealthy_s": round(worst, 3),
-                      "worst_unhealthy_asset": which},
+                      "worst_unhealthy_asset": which,
+                      "newest_age_s": round(min(ages) / NS, 3) if ages else None,
+                      "oldest_age_s": round(max(ages) / NS, 3) if ages else None},
             "strategies": self.strategy_rows(),
             "pnl": self.pnl_view()["total"],
             "journal": str(k.journal.path) if k.journal is not None else None,

@@ -248,10 +248,11 @@ def test_secrets_from_env() -> None:
     env = {
         "POLYBOT_PRIVATE_KEY": PK, "POLYBOT_API_KEY": API_KEY,
         "POLYBOT_API_SECRET": API_SECRET, "POLYBOT_API_PASSPHRASE": PASSPHRASE,
-        "POLYBOT_ODDS_API_KEY": "odds-key", "UNRELATED": "x",
+        "POLYBOT_ODDS_API_KEY": "odds-key", "POLYBOT_API_TOKEN": "operator-token-0123456789", "UNRELATED": "x",
     }  # fmt: skip
     s = load_secrets(parse_config({}), env)
     assert s.get("odds_api_key") == "odds-key"
+    assert s.get("api_token") == "operator-token-0123456789"
     assert s.get("private_key") == PK and s.get("api_key") == API_KEY
     assert s.get("api_secret") == API_SECRET and s.get("api_passphrase") == PASSPHRASE
     assert all(k in s for k in SECRET_KEYS)
