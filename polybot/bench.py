@@ -92,7 +92,9 @@ def _journal(path: Path, n: int) -> tuple[float, float, float]:
     return n / dt_w, size_mb / dt_w, n / dt_r
 
 
-def _replay_rate(path: Path, paper: bool = False) -> dict[str, float]:
+def _replay_rate(path: Path, paper: bool = False, operator: bool = False) -> dict[str, float]:
+    """``operator``: as the daemon runs with its API on (the Monitor on the bus, the kernel's
+    stage timing and the order log)."""
     from .config import parse_config
     from .journal import ENGINE_EVENT, JournalReader
     from .wiring import build_executor, build_kernel
@@ -101,6 +103,14 @@ def _replay_rate(path: Path, paper: bool = False) -> dict[str, float]:
                         "executor": {"kind": "paper", "params": {"cash": "1000000", "latency_ms": 20}}})  # fmt: skip
     k = build_kernel(cfg, synthesize_timers=True, executor=build_executor(cfg) if paper else None)
     k.start()
+    if operator:
+        from .logs import OrderLog
+        from .metrics import StageTiming
+        from .monitor import Monitor
+
+        k.timing = StageTiming()
+        Monitor(k)
+        OrderLog().attach(k)
     records = [(ts, s, m) for kind, ts, s, m in JournalReader(path) if kind != ENGINE_EVENT]
     lat = []
     pc = time.perf_counter_ns
@@ -332,6 +342,7 @@ def collect(quick: bool = False) -> dict[str, Any]:
         write_stream(str(big), binary_market_stream(n_small * 10, seed=1))
         figs.update(_replay_rate(small))
         figs.update({"paper_" + key: v for key, v in _replay_rate(small, paper=True).items()})
+        figs.update({"operator_" + key: v for key, v in _replay_rate(small, paper=True, operator=True).items()})
         figs["replay_read_peak_mb_small"] = _read_peak_mb(small)
         figs["replay_read_peak_mb_10x"] = _read_peak_mb(big)
     figs.update(_risk_chain_cost(5_000 if quick else 20_000))
@@ -369,6 +380,8 @@ ROWS = [
     ("paper_kernel_p50_us", "  with the paper executor: latency p50", "us", "{:.2f}"),
     ("paper_kernel_p99_us", "  with the paper executor: latency p99", "us", "{:.2f}"),
     ("paper_kernel_fills", "  with the paper executor: fills", "", "{:,.0f}"),
+    ("operator_kernel_p50_us", "  + API on (monitor, stage timing, order log): p50", "us", "{:.2f}"),
+    ("operator_kernel_p99_us", "  + API on (monitor, stage timing, order log): p99", "us", "{:.2f}"),
     ("risk_validators", "risk chain: built-in validators, all in one chain", "", "{:,.0f}"),
     ("risk_submit_p50_us", "  submit() through the whole chain, p50", "us", "{:.2f}"),
     ("risk_chain_p50_us", "  what the chain adds per intent, p50", "us", "{:.2f}"),
