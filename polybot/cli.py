@@ -16,6 +16,8 @@ common tasks:
   polybot run --config config/demo.toml        run the daemon (offline demo)
   polybot replay FILE --config CFG --json      replay a recording, print a summary
   polybot replay FILE --mode faithful          check a live journal reproduces exactly
+  polybot replay FILE --report out.html        ... and write an HTML report of the run
+  polybot report JOURNAL --config CFG          HTML report of a live session's journal
   polybot halt --config CFG                    halt a running daemon (resume, flatten, ...)
   polybot strategies                           list installed strategies and their params
   polybot bench                                measure the engine's speed and memory
@@ -34,9 +36,20 @@ def _fail(msg: str) -> int:
     return 2
 
 
+def _setup_logging(a: argparse.Namespace, cfg: Any, level: str | None = None) -> None:
+    """Logging from ``[logging]``, with the global options over it: ``--log-level`` (else
+    ``level``, else the config's), ``--log-json``/``--no-log-json``, ``--log-file`` ("" = none)."""
+    from .logs import setup_logging
+
+    lc = cfg.logging
+    as_json = getattr(a, "log_json", None)
+    file = getattr(a, "log_file", None)
+    setup_logging(getattr(a, "log_level", None) or level or lc.level, lc.json if as_json is None else as_json,
+                  lc.file if file is None else file, lc.file_rotation, lc.file_retention)  # fmt: skip
+
+
 def cmd_run(a: argparse.Namespace) -> int:
     from .daemon import run_daemon
-    from .logs import setup_logging
 
     cfg = _load_cfg(a.config)
     if getattr(a, "dry_run", False):
@@ -45,7 +58,7 @@ def cmd_run(a: argparse.Namespace) -> int:
 
         cfg = msgspec.structs.replace(cfg, executor=msgspec.structs.replace(
             cfg.executor, params={**cfg.executor.params, "dry_run": True}))  # fmt: skip
-    setup_logging(a.log_level or cfg.logging.level, cfg.logging.json, cfg.logging.file)
+    _setup_logging(a, cfg)
     summary = run_daemon(cfg)
     sys.stdout.write(_json(summary) + "\n")
     return 0
@@ -54,7 +67,6 @@ def cmd_run(a: argparse.Namespace) -> int:
 def cmd_record(a: argparse.Namespace) -> int:
     from .config import ConfigError, parse_config
     from .daemon import run_daemon
-    from .logs import setup_logging
 
     if a.config:
         cfg = _load_cfg(a.config)
@@ -71,7 +83,7 @@ def cmd_record(a: argparse.Namespace) -> int:
                                 "feeds": [{"kind": "polymarket", "name": "polymarket", "params": params}]})  # fmt: skip
         except ConfigError as exc:
             return _fail(str(exc))
-    setup_logging(a.log_level or cfg.logging.level, cfg.logging.json, cfg.logging.file)
+    _setup_logging(a, cfg)
     summary = run_daemon(cfg, record_only=True, journal_path=a.out,
                          rotate_bytes=int(a.rotate_mb * 1e6), rotate_seconds=a.rotate_minutes * 60)  # fmt: skip
     sys.stdout.write(_json(summary) + "\n")
@@ -79,22 +91,44 @@ def cmd_record(a: argparse.Namespace) -> int:
 
 
 def cmd_replay(a: argparse.Namespace) -> int:
-    from .logs import setup_logging
     from .replay import replay
 
     cfg = _load_cfg(a.config)
-    setup_logging(a.log_level or ("WARNING" if a.json else cfg.logging.level), cfg.logging.json)
+    _setup_logging(a, cfg, "WARNING" if a.json else None)
     progress = sys.stderr.isatty() and not a.no_progress
+    html = None
+    if a.report:
+        from .htmlreport import HtmlReport
+
+        html = HtmlReport()
     s = replay(a.file, cfg, mode=a.mode, strategies=a.strategy or None, out=a.out,
                bare_source=a.source, progress=progress, verify_book=a.verify_book,
-               import_format=a.import_format)  # fmt: skip
+               import_format=a.import_format, on_report=html.attach if html else None)  # fmt: skip
+    if html is not None:
+        path = html.write(a.report, s, config=a.config or "")
     if a.json:
         sys.stdout.write(_json(s) + "\n")
     else:
         _print_summary(s)
+    if html is not None:
+        (sys.stderr if a.json else sys.stdout).write(f"{'polybot: ' if a.json else '  '}html report: {path}\n")
     if s.get("divergences"):
         return 1
     return 1 if a.verify_book and s.get("books", {}).get("failed") else 0
+
+
+def cmd_report(a: argparse.Namespace) -> int:
+    from .htmlreport import report_journal
+    from .logs import setup_logging
+
+    cfg = _load_cfg(a.config)
+    setup_logging(a.log_level or "WARNING", cfg.logging.json)
+    s, path = report_journal(a.journal, cfg, a.out, config=a.config or "")
+    if s.get("divergences"):
+        sys.stderr.write(f"polybot: warning: {s['divergences']} divergences from the recorded run "
+                         "(is --config the session's config?); the report shows the replay's figures\n")  # fmt: skip
+    sys.stdout.write(f"{path}\n")
+    return 0
 
 
 def _print_summary(s: dict[str, Any]) -> None:
@@ -243,7 +277,7 @@ def cmd_sim(a: argparse.Namespace) -> int:
 
     from .logs import setup_logging
 
-    setup_logging(a.log_level or "INFO")
+    setup_logging(a.log_level or "INFO", bool(a.log_json), a.log_file or "")
     try:
         cfg = SimConfig(host=a.host, port=a.port, seed=a.seed, n_markets=a.markets, rate=a.rate,
                         tick_size=a.tick, recording=a.recording, speed=a.speed, chain_id=a.chain_id,
@@ -312,6 +346,11 @@ def _json(obj: Any) -> str:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="polybot", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--log-level", help="TRACE, DEBUG, INFO, WARNING, ERROR (default: from config)")
+    p.add_argument("--log-json", action=argparse.BooleanOptionalAction, default=None,
+                   help="log JSON lines on stderr instead of the human format (default: config logging.json)")  # fmt: skip
+    p.add_argument("--log-file", metavar="PATH",
+                   help="also log JSON lines to PATH, rotated per logging.file_rotation/file_retention "
+                        "(default: config logging.file; \"\" = none)")  # fmt: skip
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
 
     r = sub.add_parser("run", help="run the daemon from a config file")
@@ -336,7 +375,18 @@ def build_parser() -> argparse.ArgumentParser:
                     help="check every book against the venue's hash and best bid/ask; report per asset")  # fmt: skip
     rp.add_argument("--import", dest="import_format", default="auto", choices=["auto", "journal", "received-at", "ws-session"],
                     help="format of a foreign capture (default: detected from the first line)")  # fmt: skip
+    rp.add_argument("--report", metavar="PATH",
+                    help="write a self-contained HTML report of the session (equity, drawdown, fills, rejections) here")  # fmt: skip
     rp.set_defaults(fn=cmd_replay)
+
+    rpt = sub.add_parser("report", help="HTML report of a live session from its journal (replayed faithfully)",
+                         description="Replay a session's journal faithfully (the recorded executor answers are "
+                                     "used) and write a self-contained HTML report: totals, equity and drawdown, "
+                                     "fills on the prices, per-strategy and per-market tables, rejections.")  # fmt: skip
+    rpt.add_argument("journal", help="the session's journal (.jsonl or .jsonl.gz)")
+    rpt.add_argument("--config", help="the session's TOML config (its strategies, risk and executor)")
+    rpt.add_argument("--out", help="HTML file to write (default: the journal's name with .html)")
+    rpt.set_defaults(fn=cmd_report)
 
     rc = sub.add_parser("record", help="record live Polymarket market data to a journal (no strategies)",
                         description="Record the market channel (and the catalog and REST snapshots it uses) in the "

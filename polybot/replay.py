@@ -57,10 +57,13 @@ def replay(
     on_kernel: Callable[[Any], None] | None = None,
     verify_book: bool = False,
     import_format: str = "auto",
+    on_report: Callable[[SessionReport], None] | None = None,
 ) -> dict[str, Any]:
     """Replay ``path`` and return the summary (see :func:`summarize`). ``verify_book`` checks
     every book against the venue's hashes and top of book; ``import_format`` reads a foreign
-    capture (:mod:`polybot.imports`), detected from the first line by default."""
+    capture (:mod:`polybot.imports`), detected from the first line by default. ``on_report``
+    receives the run's :class:`SessionReport` before the first input (after ``on_kernel``),
+    for a subscriber that reads its figures as they change (:mod:`polybot.htmlreport`)."""
     path = Path(path)
     bare = bare_source or cfg.replay.bare_source
     fmt = detect_format(path) if import_format == "auto" else import_format
@@ -93,6 +96,8 @@ def replay(
     kernel.bus.subscribe(Event, count)
     if on_kernel is not None:
         on_kernel(kernel)
+    if on_report is not None:
+        on_report(report)
     kernel.start()
 
     divergences: list[dict[str, Any]] = []
