@@ -138,7 +138,7 @@ class Daemon:
                                                     "queued": send.statistics().current_buffer_used})  # fmt: skip
 
         return ApiServer(self.cfg.api, self.monitor, token=self._api_token, control=control, executor=self.executor,
-                         metrics=metrics)  # fmt: skip
+                         metrics=metrics, token_from=self._api_token_from)  # fmt: skip
 
     def _rotate_previous(self) -> None:
         """A fresh start must not append to an old session's journal (the file would no longer

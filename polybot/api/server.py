@@ -170,7 +170,7 @@ class ApiServer:
 
     def __init__(self, cfg: ApiConfig, monitor: Monitor, *, token: str,
                  control: Callable[[ControlEvent], Awaitable[None]], executor: Any = None,
-                 metrics: Callable[[], str] | None = None) -> None:  # fmt: skip
+                 metrics: Callable[[], str] | None = None, token_from: str = "") -> None:  # fmt: skip
         self.cfg = cfg
         self.monitor = monitor
         self.kernel = monitor.kernel
@@ -178,6 +178,7 @@ class ApiServer:
         self._token = token.encode()
         self._control = control
         self._metrics = metrics
+        self.token_from = token_from  # "secret" or the token file's path (never the token)
         self.reads_need_token = not is_loopback(cfg.host)
         self.port = cfg.port
         self.requests = 0
@@ -293,7 +294,7 @@ class ApiServer:
                             headers={"Cache-Control": "no-store"})  # fmt: skip
 
     def status_view(self) -> dict[str, Any]:
-        st = self.monitor.status(self.executor)
+        st = self.monitor.status(self.executor, {"token_from": self.token_from, "reads_need_token": self.reads_need_token})
         st["critical"] = self.critical_reasons()
         return st
 
