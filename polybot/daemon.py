@@ -40,6 +40,10 @@ _SHUTDOWN = "__shutdown__"
 _BARRIER = "__barrier__"  # not an input: tells the shutdown when the consumer has caught up
 
 
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
 def build_feeds(cfg: Config) -> list[Feed]:
     feeds: list[Feed] = []
     file = cfg.source_path or "<config>"
@@ -319,7 +323,7 @@ class Daemon:
             logger.info("api: control token from {}", self._api_token_from)
             # where a client finds it (the port may have been 0 = any); never the token
             (self.data_dir / API_FILE).write_bytes(msgspec.json.encode(
-                {"url": f"http://{self.cfg.api.host}:{self.api.port}/", "pid": os.getpid()}))  # fmt: skip
+                {"url": f"http://{_url_host(self.cfg.api.host)}:{self.api.port}/", "pid": os.getpid()}))  # fmt: skip
         self.prepare()
         logger.info("polybot daemon: {} feed(s), {} strateg(ies), executor {}, journal {}",
                     len(self.feeds), len(k.strategies), self.executor.name, self.journal_path)  # fmt: skip

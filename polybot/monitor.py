@@ -306,12 +306,13 @@ class Monitor:
         """The longest time any book has been unhealthy (s) and which one."""
         now = self.now()
         worst, which = 0.0, ""
-        for aid, since in self.unhealthy_since.items():
-            b = self.kernel.books.get(aid)
-            if b is None or b.healthy:
+        for aid, b in self.kernel.books.items():
+            if b.healthy:
                 continue
+            # a book restored unhealthy by recovery came without a BookHealth event: timed from now
+            since = self.unhealthy_since.setdefault(aid, now)
             age = (now - since) / NS
-            if age > worst:
+            if not which or age > worst:
                 worst, which = age, aid
         return worst, which
 

@@ -413,3 +413,82 @@ def test_reads_need_the_token_off_loopback_and_it_never_leaks(tmp_path: Path, mo
             assert not any(TOKEN in b for b in bodies)
 
     anyio.run(main)
+
+
+# ---------------------------------------------------------------------------------- /critical, hosts
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.t = 1_000 * 10**9
+
+    def now(self) -> int:
+        return self.t
+
+
+def test_critical_names_a_feed_down_and_a_book_unhealthy_past_their_limits() -> None:
+    from polybot.events import BookHealth, FeedConnected, FeedDisconnected, FeedStale
+
+    cfg = parse_config({"risk": {"chain": ["trading_state"]}})
+    k = build_kernel(cfg)
+    clock = _Clock()
+    m = Monitor(k, feeds=[("poly", "MarketFeed")], clock=clock)
+    api = ApiServer(ApiConfig(critical_feed_down_s=10, critical_book_unhealthy_s=30), m, token=TOKEN,
+                    control=lambda ev: None)  # type: ignore[arg-type,return-value]
+    assert api.critical_reasons() == []
+    secret_url = "wss://x/?apiKey=SECRET123"
+    k.bus.publish(FeedDisconnected(ts=1, feed="poly", detail=f"lost {secret_url}"))
+    clock.t += 9 * 10**9
+    assert api.critical_reasons() == []  # a blip is not critical
+    clock.t += 2 * 10**9
+    assert api.critical_reasons() == ["feed poly disconnected for 11 s"]  # no detail: /critical is open
+    k.bus.publish(FeedConnected(ts=2, feed="poly"))
+    k.bus.publish(FeedStale(ts=3, feed="poly", asset_id="a"))
+    clock.t += 60 * 10**9
+    assert api.critical_reasons() == []  # stale is not down (the books' health says the rest)
+    b = k.books.ensure("a1")
+    b.healthy = False
+    b.unhealthy_reason = "hash mismatch"
+    k.bus.publish(BookHealth(ts=4, asset_id="a1", healthy=False, reason="hash mismatch"))
+    clock.t += 29 * 10**9
+    assert api.critical_reasons() == []
+    clock.t += 2 * 10**9
+    assert api.critical_reasons() == ["book a1 unhealthy for 31 s (hash mismatch)"]
+    b.healthy = True
+    k.bus.publish(BookHealth(ts=5, asset_id="a1", healthy=True, reason="snapshot"))
+    assert api.critical_reasons() == []
+
+
+def test_a_loopback_api_answers_only_to_loopback_host_names() -> None:
+    """DNS rebinding: another site's name pointed at 127.0.0.1 must not read the open routes."""
+    cfg = parse_config({"risk": {"chain": ["trading_state"]}})
+    k = build_kernel(cfg)
+    api = ApiServer(ApiConfig(), Monitor(k), token=TOKEN, control=lambda ev: None)  # type: ignore[arg-type,return-value]
+
+    async def main() -> None:
+        async with TestClient(TestServer(api.app)) as c:
+            for host, ok in (("127.0.0.1:8321", True), ("localhost:8321", True), ("[::1]:8321", True),
+                             ("LOCALHOST", True), ("evil.example:8321", False), ("127.0.0.1.evil.example", False)):  # fmt: skip
+                r = await c.get("/api/status", headers={"Host": host})
+                assert (r.status == 200) is ok, (host, r.status)
+
+    anyio.run(main)
+
+
+def test_out_of_range_numbers_are_refused_at_decode(tmp_path: Path) -> None:
+    """1e400 would be infinity, which JSON (and so the journal) cannot carry."""
+    cfg = config(tmp_path, speed=1)
+
+    async def main() -> None:
+        async with running(cfg) as (d, base, call):
+            st, ans = await call("POST", "/api/strategies/dip/params", raw=b'{"params":{"order_timeout_s":1e400}}',
+                                 token=token_of(cfg))  # fmt: skip
+            assert st == 422 and ans["field"] == "params" and "out of range" in ans["error"]
+
+    anyio.run(main)
+
+
+def test_api_file_brackets_an_ipv6_host() -> None:
+    from polybot.daemon import _url_host
+
+    assert _url_host("::1") == "[::1]" and _url_host("127.0.0.1") == "127.0.0.1"

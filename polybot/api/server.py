@@ -39,7 +39,15 @@ from ..strategy import convert_params, params_table
 from ..units import from_units, to_units
 
 TOKEN_FILE = "api_token"
-_ENC = msgspec.json.Encoder()
+
+
+def _enc_hook(obj: Any) -> Any:
+    """What msgspec cannot encode on its own: an int subclass (a ``Units`` param nested where
+    ``params_table`` does not reach) as its int, anything else as its text."""
+    return int(obj) if isinstance(obj, int) else str(obj)
+
+
+_ENC = msgspec.json.Encoder(enc_hook=_enc_hook)
 JSON = "application/json"
 
 Reason = Annotated[str, msgspec.Meta(max_length=500, description="why (journaled with the command)")]
@@ -79,7 +87,7 @@ def validation_error(exc: msgspec.ValidationError, prefix: str = "") -> ApiError
     m = _AT.match(str(exc))
     msg = (m.group("msg") if m else str(exc)).replace("`", "")
     path = (m.group("path") or "") if m else ""
-    field = path.lstrip(".").replace("[", ".").replace("]", "")
+    field = path.replace("[...]", "").lstrip(".").replace("[", ".").replace("]", "")  # [...]: a dict value
     for pat in (r"Object contains unknown field (\S+)", r"Object missing required field (\S+)"):
         mm = re.match(pat, msg)
         if mm:
@@ -98,6 +106,12 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _loopback_host(host: str) -> bool:
+    """Is a Host header (``name[:port]``, ``[v6]:port``) a loopback name?"""
+    name = host[1:host.find("]")] if host.startswith("[") else host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    return name.lower() == "localhost" or is_loopback(name)
 
 
 def resolve_token(cfg: ApiConfig, secret: str | None, data_dir: Path, file: str = "<config>") -> tuple[str, str]:
@@ -179,7 +193,8 @@ class ApiServer:
         self._control = control
         self._metrics = metrics
         self.token_from = token_from  # "secret" or the token file's path (never the token)
-        self.reads_need_token = not is_loopback(cfg.host)
+        self.loopback = is_loopback(cfg.host)
+        self.reads_need_token = not self.loopback
         self.port = cfg.port
         self.requests = 0
         self.refused = 0
@@ -199,6 +214,11 @@ class ApiServer:
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Callable[..., Awaitable[web.StreamResponse]]) -> web.StreamResponse:
         self.requests += 1
+        if self.loopback and not _loopback_host(request.host):
+            # DNS rebinding: a page from another site, its name re-pointed at 127.0.0.1, would
+            # otherwise read the open routes; a loopback API answers only to loopback names
+            self.refused += 1
+            return _json({"error": "forbidden: this API answers only to a loopback Host (127.0.0.1, localhost, [::1])"}, 403)
         info = request.match_info.route.resource
         canonical = info.canonical if info is not None else request.path
         auth = self._auth.get((request.method, canonical), "open")
@@ -358,8 +378,11 @@ class ApiServer:
             out.append("trading is halted")
         now = m.now()
         for f in m.feeds.values():
-            if f.state in ("disconnected", "stale", "failed") and (now - f.since) / NS >= cfg.critical_feed_down_s:
-                out.append(f"feed {f.name} {f.state} for {(now - f.since) / NS:.0f} s: {f.detail}")
+            # "stale" is not down: a quiet market or a sports feed between games says so, and
+            # nothing reports the end of it; the books' health covers stale data
+            if f.state in ("disconnected", "failed") and (now - f.since) / NS >= cfg.critical_feed_down_s:
+                # no detail: /critical is open even off loopback (GET /api/status has it)
+                out.append(f"feed {f.name} {f.state} for {(now - f.since) / NS:.0f} s")
         worst, which = m.worst_book_unhealthy_s()
         if which and worst >= cfg.critical_book_unhealthy_s:
             b = self.kernel.books.get(which)
@@ -426,6 +449,7 @@ class ApiServer:
         b = await self._body(request, ParamsBody)
         if not b.params:
             raise ApiError(422, "params: name at least one param to change", "params")
+
         try:  # validated here for a clear answer, and again by the kernel when it applies them
             convert_params(type(s.params), params_table(s.params) | b.params)
         except msgspec.ValidationError as exc:
@@ -441,7 +465,15 @@ class ApiServer:
                 "steps": _tail(m.order_steps, 100), "rejections": _tail(m.rejections, 100),
                 "pnl": _pnl_points(m.pnl_series, 3600)}  # fmt: skip
 
-    async def h_ws(self, request: web.Request) -> web.WebSocketResponse:
+    async def h_ws(self, request: web.Request) -> web.StreamResponse:
+        # a browser opens a WebSocket from any page (no same-origin policy): without the token,
+        # only the dashboard's own origin (or a client that sends no Origin) may read
+        origin = request.headers.get("Origin")
+        if origin is not None and origin.partition("://")[2].rstrip("/") != request.host and not self._authorized(request):
+            self.refused += 1
+            logger.warning("api: {} {} from {} refused: cross-origin WebSocket without the token", request.method,
+                           request.path, request.remote)  # fmt: skip
+            return _json({"error": "forbidden: a cross-origin WebSocket needs ?token=<api token>"}, 403)
         ws = web.WebSocketResponse(heartbeat=30)
         await ws.prepare(request)
         self.websockets.add(ws)
