@@ -105,6 +105,12 @@ async def running(cfg: Any) -> AsyncIterator[tuple[Daemon, str, Call]]:
             d.request_stop()
 
 
+async def first_fill(d: Daemon) -> None:
+    with anyio.fail_after(20):
+        while d.kernel.stats.fills == 0:
+            await anyio.sleep(0.05)
+
+
 def journal_controls(cfg: Any) -> list[dict[str, Any]]:
     path = Path(cfg.engine.data_dir) / cfg.engine.journal_file
     out = []
@@ -127,9 +133,7 @@ def test_reads_show_the_running_kernel(tmp_path: Path) -> None:
 
     async def main() -> None:
         async with running(cfg) as (d, base, call):
-            with anyio.fail_after(20):
-                while d.kernel.stats.fills == 0:
-                    await anyio.sleep(0.05)
+            await first_fill(d)
             st, status = await call("GET", "/api/status")
             assert st == 200
             assert status["trading_state"] == "active"
@@ -310,9 +314,7 @@ def test_metrics_scrape_parses_with_the_prometheus_parser(tmp_path: Path) -> Non
 
     async def main() -> None:
         async with running(cfg) as (d, base, call):
-            with anyio.fail_after(20):
-                while d.kernel.stats.fills == 0:
-                    await anyio.sleep(0.05)
+            await first_fill(d)
             async with aiohttp.ClientSession() as http, http.get(base + "/metrics") as r:
                 assert r.status == 200 and r.content_type == "text/plain"
                 text = await r.text()
