@@ -265,7 +265,7 @@ T0 = 1_700_000_000 * NS
 
 
 def crafted_snapshot() -> dict[str, Any]:
-    """A snapshot message in the daemon's shapes (polybot.api.server.snapshot_message) with markup
+    """A snapshot message in the daemon's shapes (polybot.api.server.ApiServer.view_message) with markup
     in every free-text field."""
     yes, no = "111111111111111111111", "222222222222222222222"
     book = {"market": "0xmarket", "question": "Will it rain? " + EVIL, "mid": "0.5", "age_s": 0.25}

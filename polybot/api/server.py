@@ -458,12 +458,14 @@ class ApiServer:
 
     # ------------------------------------------------------------------------ push
 
-    def snapshot_message(self) -> dict[str, Any]:
+    def view_message(self, kind: str = "snapshot", pnl: Any = None) -> dict[str, Any]:
+        """What /ws sends: everything the dashboard shows; ``pnl`` the points to send (default:
+        the whole series, as a snapshot has it)."""
         m = self.monitor
-        return {"type": "snapshot", "status": self.status_view(), "positions": m.positions(),
+        return {"type": kind, "status": self.status_view(), "positions": m.positions(),
                 "orders": m.open_orders(), "books": m.book_rows(200), "fills": _tail(m.fills, 100),
                 "steps": _tail(m.order_steps, 100), "rejections": _tail(m.rejections, 100),
-                "pnl": _pnl_points(m.pnl_series, 3600)}  # fmt: skip
+                "pnl": _pnl_points(m.pnl_series if pnl is None else pnl, 3600)}  # fmt: skip
 
     async def h_ws(self, request: web.Request) -> web.StreamResponse:
         # a browser opens a WebSocket from any page (no same-origin policy): without the token,
@@ -479,7 +481,7 @@ class ApiServer:
         self.websockets.add(ws)
         m, k = self.monitor, self.kernel
         try:
-            await ws.send_str(_ENC.encode(self.snapshot_message()).decode())
+            await ws.send_str(_ENC.encode(self.view_message()).decode())
             seen = (m.version, k.stats.inputs, k.book_changes)
             last_pnl = m.pnl_series[-1][0] if m.pnl_series else 0
             while not ws.closed:
@@ -493,11 +495,7 @@ class ApiServer:
                 new_pnl = [p for p in m.pnl_series if p[0] > last_pnl]
                 if new_pnl:
                     last_pnl = new_pnl[-1][0]
-                msg_out = {"type": "update", "status": self.status_view(), "positions": m.positions(),
-                           "orders": m.open_orders(), "books": m.book_rows(200), "fills": _tail(m.fills, 100),
-                           "steps": _tail(m.order_steps, 100), "rejections": _tail(m.rejections, 100),
-                           "pnl": _pnl_points(new_pnl, 3600)}  # fmt: skip
-                await ws.send_str(_ENC.encode(msg_out).decode())
+                await ws.send_str(_ENC.encode(self.view_message("update", new_pnl)).decode())
         except (ConnectionResetError, RuntimeError):
             pass  # the client went away
         finally:
