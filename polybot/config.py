@@ -145,6 +145,12 @@ class PortfolioConfig(_C):
     #: replay/session report: equity for the max drawdown is sampled after every fill and
     #: settlement, and on book changes of held assets at most this often (event time)
     drawdown_sample_s: float = 1.0
+    #: when a resolved market's shares turn into collateral: "resolution" (at once: paper
+    #: trading and replays) or "redeem" (live: they stay, marked at their payout, until the
+    #: redeem transaction is confirmed)
+    settle: Literal["resolution", "redeem"] = "resolution"
+    #: with settle = "redeem": redeem a resolved market's shares as soon as it resolves
+    auto_redeem: bool = True
 
 
 class ApiConfig(_C):

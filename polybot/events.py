@@ -417,6 +417,76 @@ class OrderStateError(Event, frozen=True, kw_only=True, tag="order_state_error")
 
 
 # --------------------------------------------------------------------------------------------
+# On-chain position actions (merge, split, redeem, convert)
+# --------------------------------------------------------------------------------------------
+
+PositionActionKind = Literal["merge", "split", "redeem", "convert"]
+
+
+class PositionAction(Event, frozen=True, kw_only=True, tag="position_action"):
+    """A decision to change positions on chain (the kernel assigns ``action_id`` and journals
+    and fsyncs it before the executor sees it):
+
+    * ``merge``: burn ``amount`` shares of each outcome of ``market`` for ``amount`` collateral;
+    * ``split``: ``amount`` collateral into ``amount`` shares of each outcome;
+    * ``redeem``: after resolution, every share of ``market`` held for its payout (``amount``
+      is 0: the contracts redeem the whole balance);
+    * ``convert`` (neg-risk): ``amount`` NO shares of each market in ``asset_ids`` (k of the
+      event's m questions) into ``amount x (k - 1)`` collateral plus ``amount`` YES of every
+      other question of the event.
+
+    ``strategy`` is the owner ("" = the account: a redeem settles every strategy's shares).
+    The portfolio moves only when the executor reports :class:`PositionActionDone`."""
+
+    action_id: str = ""
+    action: PositionActionKind
+    market: str
+    strategy: str = ""
+    amount: int = 0
+    asset_ids: tuple[str, ...] = ()
+    neg_risk: bool = False
+    version: str = "v1"  # "v2": Protocol-V2 position ids (the Router), else CTF / neg-risk adapter
+    note: str = ""
+
+
+class PositionActionEvent(Event, frozen=True, kw_only=True):
+    """An executor's report on a :class:`PositionAction` (through the door, journaled)."""
+
+    action_id: str
+    action: str = ""
+    market: str = ""
+    strategy: str = ""
+
+
+class PositionActionSent(PositionActionEvent, frozen=True, kw_only=True, tag="position_action_sent"):
+    """The transaction left: ``tx_hash`` (or the relayer's transaction id). No state change."""
+
+    tx_hash: str = ""
+    via: str = ""  # rpc | relayer | paper
+
+
+class PositionActionDone(PositionActionEvent, frozen=True, kw_only=True, tag="position_action_done"):
+    """Confirmed on chain: the portfolio moves now. ``amount`` is the shares merged, split or
+    converted (redeem: 0, every share held); ``collateral`` the collateral the chain reported
+    received (negative: spent, a split); ``gas_cost`` what the transaction cost in the gas
+    token's smallest unit (POL wei; 0 through a gasless relayer), reported, not booked."""
+
+    tx_hash: str = ""
+    amount: int = 0
+    collateral: int = 0
+    gas_used: int = 0
+    gas_cost: int = 0
+    block: int = 0
+
+
+class PositionActionFailed(PositionActionEvent, frozen=True, kw_only=True, tag="position_action_failed"):
+    """The action did not happen (reverted, refused, or never mined): nothing moves."""
+
+    reason: str = ""
+    tx_hash: str = ""
+
+
+# --------------------------------------------------------------------------------------------
 # Portfolio
 # --------------------------------------------------------------------------------------------
 
@@ -605,6 +675,7 @@ AnyEvent = Union[
     OrderSubmitted, OrderAccepted, OrderRejected, OrderPartiallyFilled, OrderFilled,
     OrderCancelled, OrderExpired, OrderUnknown, CancelSubmitted, OrderStateError,
     OrderSigned, FillSettlement, FillReversed, OrderAdopted,
+    PositionAction, PositionActionSent, PositionActionDone, PositionActionFailed,
     PositionChanged, PositionCorrected, ExecutorNotice, MarketPosition, PnLUpdate,
     Halt, Resume, Reduce, Flatten, CancelAll, SetParams, EnableStrategy, TradingStateChanged,
     TimerFired,
@@ -635,6 +706,7 @@ JOURNALED_TYPES: frozenset[type[Event]] = frozenset(
         OrderSubmitted, OrderAccepted, OrderRejected, OrderPartiallyFilled, OrderFilled,
         OrderCancelled, OrderExpired, OrderUnknown, CancelSubmitted, OrderStateError,
         PositionChanged, MarketPosition, PnLUpdate, TradingStateChanged, TimerFired, HandlerError,
+        PositionAction, PositionActionSent, PositionActionDone, PositionActionFailed,
     }
 )  # fmt: skip
 

@@ -64,6 +64,11 @@ from .events import (
     OrderSigned,
     OrderStateError,
     OrderSubmitted,
+    PositionAction,
+    PositionActionDone,
+    PositionActionEvent,
+    PositionActionFailed,
+    PositionActionSent,
     PositionChanged,
     PositionCorrected,
     ExecutorNotice,
@@ -153,7 +158,7 @@ def _typed_decoder(allowed: tuple[type[Event], ...], what: str) -> Decoder:
 
 
 decode_control = _typed_decoder((ControlEvent,), "control")
-decode_exec = _typed_decoder((OrderEvent, PositionCorrected, ExecutorNotice), "executor")
+decode_exec = _typed_decoder((OrderEvent, PositionCorrected, ExecutorNotice, PositionActionEvent), "executor")
 
 
 def decode_clock(msg: bytes, ts: int) -> Sequence[Event]:
@@ -236,6 +241,8 @@ class Kernel:
         hash_defaults: HashDefaults | None = None,
         mark: str = "bid",
         flatten_max_slippage: int = 20_000,
+        settle: str = "resolution",
+        auto_redeem: bool = True,
     ) -> None:
         self.bus = Bus()
         self.clock = ReplayClock()
@@ -262,6 +269,14 @@ class Kernel:
         self.synthesize_timers = synthesize_timers
         self.client_id_prefix = client_id_prefix
         self.flatten_max_slippage = flatten_max_slippage
+        if settle not in ("resolution", "redeem"):
+            raise ValueError(f"settle must be 'resolution' or 'redeem', not {settle!r}")
+        # "resolution": a resolved market's shares are paid out at once (paper, replays);
+        # "redeem": they stay, marked at their payout, until a confirmed redeem pays them
+        self.settle_on = settle
+        self.auto_redeem = auto_redeem
+        self.actions: dict[str, PositionAction] = {}  # on-chain actions sent, not yet confirmed
+        self._act_seq = 0
         self.book_changes = 0  # counts book snapshots and changes (cheap "did prices move" stamp)
         self.stats = KernelStats()
         self.strategies: dict[str, Strategy] = {}
@@ -649,6 +664,173 @@ class Kernel:
             n += self.cancel(None, o.client_id, reason)
         return n
 
+    # ============================================================================ on-chain actions
+
+    def act(self, strategy: str, action: PositionAction) -> str:
+        """Ask for an on-chain position action (merge, split, redeem, convert). It is checked
+        against the portfolio and the catalog; a refusal is a journaled
+        ``PositionActionFailed`` and returns "". Otherwise the action gets its id, is journaled
+        and fsynced, and goes to the executor; the portfolio moves when the executor reports it
+        ``PositionActionDone``. Returns the action id."""
+        now = self.clock.now()
+        self._act_seq += 1
+        info = self.catalog.market(action.market)
+        fill = {"ts": now, "strategy": strategy, "action_id": f"{self.client_id_prefix}-a{self._act_seq}"}
+        if info is not None:
+            fill.update(neg_risk=info.neg_risk, version=info.version)
+        a = msgspec.structs.replace(action, **fill)
+        why = self._action_refusal(a, info)
+        if why:
+            logger.warning("on-chain {} of {} for {!r} refused: {}", a.action, a.market, strategy, why)
+            self.emit(PositionActionFailed(ts=now, action_id=a.action_id, action=a.action, market=a.market,
+                                           strategy=strategy, reason=why))  # fmt: skip
+            return ""
+        self.actions[a.action_id] = a
+        self.emit(a)
+        if self.journal is not None:
+            self.journal.sync()  # write-ahead, as for orders
+        self.executor.act(a)
+        return a.action_id
+
+    def pending_actions(self, market: str | None = None, strategy: str | None = None) -> list[PositionAction]:
+        """On-chain actions sent and not yet confirmed or failed, in the order they were sent."""
+        return [a for a in self.actions.values()
+                if (market is None or a.market == market) and (strategy is None or a.strategy == strategy)]  # fmt: skip
+
+    def _pending_burn(self, strategy: str, market: str) -> int:
+        return sum(a.amount for a in self.actions.values()
+                   if a.market == market and a.strategy == strategy and a.action == "merge")  # fmt: skip
+
+    def _action_refusal(self, a: PositionAction, info: MarketInfo | None) -> str:
+        if info is None:
+            return "market not in the catalog"
+        pf = self.portfolio
+        scope = a.strategy or None
+        if a.action == "redeem":
+            if a.market not in self.catalog.resolved:
+                return "market not resolved"
+            if self.settle_on != "redeem":
+                return "settle = 'resolution': resolved shares are paid out at resolution"
+            if any(x.action == "redeem" and x.market == a.market for x in self.actions.values()):
+                return "a redeem of this market is already on its way"
+            if not any(pf.size(aid) > 0 for aid in info.asset_ids):
+                return "no shares of the market held"
+            return ""
+        if a.amount <= 0:
+            return f"amount must be positive, not {a.amount}"
+        if a.market in self.catalog.resolved:
+            return "market resolved: redeem instead"
+        if a.action == "split":
+            return "" if len(info.asset_ids) == 2 else "not a binary market"
+        if a.action == "merge":
+            if len(info.asset_ids) != 2:
+                return "not a binary market"
+            free = min(pf.size(x, scope) for x in info.asset_ids) - self._pending_burn(a.strategy, a.market)
+            if a.amount > free:
+                return f"merge of {from_units(a.amount)} > {from_units(max(free, 0))} pairs held"
+            return ""
+        # convert (neg-risk): NO shares of k questions of one neg-risk event
+        if not info.neg_risk or not info.event_id:
+            return "not a neg-risk market"
+        if not a.asset_ids:
+            return "convert needs the NO tokens to convert (asset_ids)"
+        for aid in a.asset_ids:
+            m = self.catalog.for_asset(aid)
+            if m is None or m.event_id != info.event_id or len(m.asset_ids) != 2 or m.asset_ids[1] != aid:
+                return f"{aid} is not the NO token of a market of event {info.event_id}"
+            if pf.size(aid, scope) < a.amount:
+                return f"{from_units(a.amount)} NO of {m.market} not held"
+        return ""
+
+    def expected_collateral(self, a: PositionAction) -> int:
+        """The collateral the contracts pay for ``a`` (negative: take), from the kernel's state:
+        what a simulated executor confirms, and what a live confirmation is checked against."""
+        if a.action == "merge":
+            return a.amount
+        if a.action == "split":
+            return -a.amount
+        if a.action == "convert":
+            return a.amount * (len(a.asset_ids) - 1)
+        winner = self.catalog.resolved.get(a.market, "")
+        return self.portfolio.size(winner) if winner else 0
+
+    def _on_action_sent(self, ev: PositionActionSent) -> None:
+        a = self.actions.get(ev.action_id)
+        if a is not None:
+            logger.info("on-chain {} {} sent via {}: {}", a.action, a.action_id, ev.via, ev.tx_hash)
+
+    def _on_action_failed(self, ev: PositionActionFailed) -> None:
+        a = self.actions.pop(ev.action_id, None)
+        if a is not None:
+            logger.warning("on-chain {} {} of {} failed: {} (nothing moved)", a.action, a.action_id, a.market, ev.reason)
+
+    def _on_action_done(self, ev: PositionActionDone) -> None:
+        a = self.actions.pop(ev.action_id, None)
+        if a is None:
+            self.drop_input("exec", "action_not_pending", ev.action_id)
+            return
+        info = self.catalog.market(a.market)
+        if info is None:  # (checked when sent; a catalog never forgets a market)
+            logger.error("on-chain {} {} confirmed for unknown market {}", a.action, a.action_id, a.market)
+            return
+        pf = self.portfolio
+        expected = self.expected_collateral(a)
+        changed: list[tuple[str, Any]] = []
+        if a.action == "redeem":
+            winner = self.catalog.resolved.get(a.market, "")
+            changed = pf.settle(MarketResolved(ts=ev.ts, market=a.market, asset_ids=info.asset_ids,
+                                               winning_asset_id=winner))  # fmt: skip
+        else:
+            amount = ev.amount or a.amount
+            for strat, n in self._action_owners(a, info, amount):
+                burns, mints, coll = _action_legs(a.action, info, a.asset_ids, n, self.catalog)
+                changed += pf.exchange(strat, burns, mints, coll, a.market)
+        if ev.collateral and ev.collateral != expected:
+            logger.warning("on-chain {} {}: the chain paid {} collateral, the portfolio booked {}; reconciliation "
+                           "will correct the balances", a.action, a.action_id, from_units(ev.collateral),
+                           from_units(expected))  # fmt: skip
+        logger.info("on-chain {} {} of {} confirmed ({}): {} collateral", a.action, a.action_id, a.market,
+                    ev.tx_hash, from_units(expected))  # fmt: skip
+        for strat in sorted({st for st, _ in changed if st}):
+            self._moved(strat, sorted({p.asset_id for st, p in changed if st == strat}), a.market, ev.ts)
+        marks = pf.marks(self.books)
+        self.emit(pf.pnl("", marks, ts=ev.ts))
+
+    def _action_owners(self, a: PositionAction, info: MarketInfo, amount: int) -> list[tuple[str, int]]:
+        """Whose shares an action moves: its strategy's; an account-level merge or convert is
+        shared over the strategies holding them, in name order (a split goes to the account's
+        ``reconcile`` owner)."""
+        if a.strategy:
+            return [(a.strategy, amount)]
+        if a.action == "split":
+            return [(RECONCILE, amount)]
+        pf = self.portfolio
+        need = info.asset_ids if a.action == "merge" else a.asset_ids
+        out, left = [], amount
+        for strat in pf.strategies():
+            if left <= 0:
+                break
+            n = min([left] + [pf.size(x, strat) for x in need])
+            if n > 0:
+                out.append((strat, n))
+                left -= n
+        return out
+
+    def _moved(self, strategy: str, asset_ids: list[str], market: str, ts: int) -> None:
+        """Position, pair view and PnL events of one strategy after an on-chain action."""
+        pf = self.portfolio
+        for aid in asset_ids:
+            self.losses.touch(strategy, aid)
+            sp = pf.by_strategy.get((strategy, aid))
+            if sp is not None:
+                self.emit(PositionChanged(ts=ts, asset_id=aid, market=sp.market, size=sp.size, cost=sp.cost,
+                                          realized_pnl=sp.realized, fees_paid=sp.fees, rebates=sp.rebates,
+                                          strategy=strategy))  # fmt: skip
+        for m in sorted({pf.market_of(aid, market) for aid in asset_ids}):
+            if self.catalog.market(m) is not None:
+                self.emit(pf.market_position(m, strategy, ts=ts))
+        self.emit(pf.pnl(strategy, pf.marks(self.books), ts=ts))
+
     # ============================================================================ state handlers
 
     def _install_state_handlers(self) -> None:
@@ -673,6 +855,9 @@ class Kernel:
         sub(SetParams, self._on_set_params)
         sub(EnableStrategy, self._on_enable)
         sub(TimerFired, self._on_timer)
+        sub(PositionActionSent, self._on_action_sent)
+        sub(PositionActionDone, self._on_action_done)
+        sub(PositionActionFailed, self._on_action_failed)
 
     def _on_book(self, ev: BookSnapshot) -> None:
         b = self.books.ensure(ev.asset_id, ev.market)
@@ -836,6 +1021,9 @@ class Kernel:
     def _on_resolved(self, ev: MarketResolved) -> None:
         self.catalog.mark_resolved(ev)
         pf = self.portfolio
+        if self.settle_on == "redeem":
+            self._resolved_unredeemed(ev)
+            return
         changed = pf.settle(ev)
         for strat, p in changed:
             self.losses.touch(strat, p.asset_id)
@@ -847,6 +1035,22 @@ class Kernel:
             for strat in sorted({s for s, _ in changed}):
                 self.emit(pf.market_position(ev.market, strat, ts=ev.ts))
                 self.emit(pf.pnl(strat, marks, ts=ev.ts))
+
+    def _resolved_unredeemed(self, ev: MarketResolved) -> None:
+        """``settle = "redeem"``: the shares stay until a confirmed redeem pays them; they are
+        marked at their payout from now on. With ``auto_redeem`` the redeem is asked for at
+        once (for the whole account: the contracts redeem the wallet's balance)."""
+        pf = self.portfolio
+        info = self.catalog.market(ev.market)
+        aids = ev.asset_ids or (info.asset_ids if info is not None else ())
+        holders = sorted({s for s in pf.strategies() for a in aids if pf.size(a, s) > 0})
+        marks = pf.marks(self.books)
+        for strat in holders:
+            self.emit(pf.pnl(strat, marks, ts=ev.ts))
+        if holders:
+            self.emit(pf.pnl("", marks, ts=ev.ts))
+        if self.auto_redeem and any(pf.size(a) > 0 for a in aids):
+            self.act("", PositionAction(action="redeem", market=ev.market, note="auto_redeem"))
 
     def _on_order_event(self, ev: OrderEvent) -> None:
         cls = ev.__class__
@@ -1157,6 +1361,8 @@ class Kernel:
             "orders": self.orders.to_state(),
             "fills": [attrs.astuple(r) for r in self.fills.values()],
             "exposure": self.exposure.to_state(),
+            "actions": [msgspec.json.decode(ENCODER.encode(a)) for a in self.actions.values()],
+            "act_seq": self._act_seq,
             "executor": {"name": self.executor.name, "state": self.executor.to_state()},
             "modes": self.executions.to_state(),
             "risk": self.risk.to_state(),
@@ -1182,6 +1388,8 @@ class Kernel:
         self.orders.restore(st["orders"])
         self.fills = {f"{r[0]}/{r[1]}": FillRecord(*r) for r in st.get("fills", [])}
         self.exposure.restore(st["exposure"])
+        self.actions = {a.action_id: a for a in (msgspec.convert(x, PositionAction) for x in st.get("actions", []))}
+        self._act_seq = st.get("act_seq", 0)
         self.losses.reset()
         self.executions.restore(st.get("modes", []))
         self.risk.restore(st.get("risk", {}))
@@ -1203,11 +1411,26 @@ class Kernel:
     def summary_state(self) -> dict[str, Any]:
         """The comparable part of the state (positions, open orders, PnL, risk state)."""
         st = self.to_state()
-        return {k: st[k] for k in ("seq", "trading_state", "portfolio", "orders", "exposure", "timers", "executor", "modes", "risk", "strategies")}
+        return {k: st[k] for k in ("seq", "trading_state", "portfolio", "orders", "exposure", "actions", "timers",
+                                   "executor", "modes", "risk", "strategies")}  # fmt: skip
 
 
 #: executor reports that are not state-machine transitions
 _ORDER_NOTES: frozenset[type] = frozenset({OrderSigned, FillSettlement, FillReversed, OrderAdopted})
+
+
+def _action_legs(action: str, info: MarketInfo, asset_ids: tuple[str, ...], amount: int,
+                 catalog: Catalog) -> tuple[list[tuple[str, int]], list[tuple[str, int]], int]:  # fmt: skip
+    """(burns, mints, collateral) of a merge, split or neg-risk convert of ``amount``."""
+    if action == "merge":
+        return [(x, amount) for x in info.asset_ids], [], amount
+    if action == "split":
+        return [], [(x, amount) for x in info.asset_ids], -amount
+    # convert: the NOs of k questions -> (k - 1) collateral + the YES of every other question
+    converted = {catalog.market_of(x) for x in asset_ids}
+    others = [m.asset_ids[0] for m in catalog.event_markets(info.event_id)
+              if m.market not in converted and len(m.asset_ids) == 2]  # fmt: skip
+    return [(x, amount) for x in asset_ids], [(y, amount) for y in others], amount * (len(asset_ids) - 1)
 
 
 def _sanity(it: OrderIntent) -> str:

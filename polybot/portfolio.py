@@ -42,7 +42,7 @@ book. The two need not add up (average cost and pairing are not additive); cash 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import attrs
@@ -154,6 +154,17 @@ class Position:
             self.size -= size
             self.cost -= notional
         return total - fee + rebate
+
+    def burn(self, size: int) -> int:
+        """Remove ``size`` shares (at most the position) with their share of the cost basis,
+        which is returned (no PnL is booked here: :meth:`Portfolio.exchange` does)."""
+        size = min(size, self.size)
+        if size <= 0:
+            return 0
+        basis = self.cost if size == self.size else self.cost * size // self.size
+        self.cost -= basis
+        self.size -= size
+        return basis
 
     def settle(self, payout_per_share: int) -> int:
         """Resolution: the position is redeemed at ``payout_per_share`` (SCALE or 0); returns
@@ -282,8 +293,24 @@ class Portfolio:
         return self.catalog.market_of(asset_id, fallback) if self.catalog is not None else fallback
 
     def marks(self, books: Books, mode: str | None = None) -> MarkFn:
-        """:func:`book_marks` with this portfolio's mark mode (or ``mode``)."""
-        return book_marks(books, mode or self.mark)
+        """:func:`book_marks` with this portfolio's mark mode (or ``mode``). The shares of a
+        resolved market that are not redeemed yet are marked at their payout (1 for the
+        winner, 0 otherwise), not at a book that no longer trades."""
+        fn = book_marks(books, mode or self.mark)
+        cat = self.catalog
+        if cat is None or not cat.resolved:
+            return fn
+        resolved, for_asset = cat.resolved, cat.for_asset
+
+        def mark(asset_id: str) -> int | None:
+            info = for_asset(asset_id)
+            if info is not None:
+                winner = resolved.get(info.market)
+                if winner is not None:
+                    return SCALE if asset_id == winner else 0
+            return fn(asset_id)
+
+        return mark
 
     def get(self, asset_id: str) -> Position | None:
         return self.positions.get(asset_id)
@@ -347,6 +374,62 @@ class Portfolio:
                 if sp is not None and sp.size:
                     sp.settle(SCALE if aid == ev.winning_asset_id else 0)
                     out.append((s, sp))
+        return out
+
+    def exchange(self, strategy: str, burns: Sequence[tuple[str, int]], mints: Sequence[tuple[str, int]],
+                 collateral: int, market: str = "") -> list[tuple[str, Position]]:  # fmt: skip
+        """An on-chain conversion of ``strategy``'s shares, applied to its positions and the
+        account's: ``burns`` shares go, ``mints`` shares come, ``collateral`` is received
+        (negative: spent). A merge burns one share of each outcome for 1; a split spends 1
+        for one of each; a neg-risk convert burns NOs for collateral and the other YESes.
+
+        Cost basis moves with value: the minted shares carry what the burnt basis and the
+        spent collateral exceed the collateral received (``max(B - C, 0)``, split over them by
+        size), and the burnt shares realize the rest (``C - B + minted cost``, shared by their
+        basis): a merge realizes ``1 - pair cost`` per pair, a split realizes nothing. Cash
+        moves by ``collateral`` exactly once. Returns the positions that changed (account
+        entries first, as :meth:`settle`)."""
+        out: list[tuple[str, Position]] = []
+        for scope in ("", strategy) if strategy else ("",):
+            held = self.positions if not scope else self._strat.setdefault(scope, {})
+            burnt: list[tuple[Position, int, int]] = []  # position, size, basis
+            for aid, size in burns:
+                p = held.get(aid)
+                if p is None or size <= 0:
+                    continue
+                n = min(size, p.size)
+                burnt.append((p, n, p.burn(n)))
+            basis = sum(b for _, _, b in burnt)
+            total_mint = sum(n for _, n in mints if n > 0)
+            minted_cost = max(basis - collateral, 0) if total_mint else 0
+            realized = collateral - basis + minted_cost
+            # the burnt shares realize the result, shared by basis (by size when free)
+            weights = [b for _, _, b in burnt] if basis > 0 else [n for _, n, _ in burnt]
+            wsum = sum(weights)
+            proceeds = realized + basis  # what the burnt shares fetched
+            left = proceeds
+            for i, (p, _n, b) in enumerate(burnt):
+                share = left if i == len(burnt) - 1 else (proceeds * weights[i] // wsum if wsum else 0)
+                left -= share
+                p.realized += share - b
+                out.append((scope, p))
+            if not burnt and realized:  # nothing burnt (a split): nothing to realize on
+                minted_cost += realized
+            left = minted_cost
+            todo = [(aid, n) for aid, n in mints if n > 0]
+            for i, (aid, n) in enumerate(todo):
+                p = held.get(aid)
+                if p is None:
+                    mk = market or (self.catalog.market_of(aid, "") if self.catalog is not None else "")
+                    p = held[aid] = Position(aid, mk)
+                    if scope:
+                        self.by_strategy[(scope, aid)] = p
+                c = left if i == len(todo) - 1 else minted_cost * n // total_mint
+                left -= c
+                p.size += n
+                p.cost += c
+                out.append((scope, p))
+        self.cash_delta += collateral
         return out
 
     def resolve(self, ev: MarketResolved) -> list[Position]:

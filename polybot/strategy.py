@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import msgspec
 from loguru import logger
 
-from .events import Event, OrderIntent, OrderPlan, TimerFired
+from .events import Event, OrderIntent, OrderPlan, PositionAction, TimerFired
 
 if TYPE_CHECKING:  # pragma: no cover
     from .book import Books
@@ -135,6 +135,33 @@ class Context:
 
     def cancel(self, client_id: str, reason: str = "") -> bool:
         return self._k.cancel(self._s.id, client_id, reason)
+
+    # on-chain position actions: each returns its action id, or "" when refused (the refusal
+    # is a PositionActionFailed event); the portfolio moves when the chain confirms it
+
+    def merge(self, market: str, amount: int, note: str = "") -> str:
+        """Merge ``amount`` YES+NO pairs of ``market`` back into ``amount`` collateral."""
+        return self._k.act(self._s.id, PositionAction(action="merge", market=market, amount=amount, note=note))
+
+    def split(self, market: str, amount: int, note: str = "") -> str:
+        """Split ``amount`` collateral into ``amount`` YES and ``amount`` NO of ``market``."""
+        return self._k.act(self._s.id, PositionAction(action="split", market=market, amount=amount, note=note))
+
+    def redeem(self, market: str, note: str = "") -> str:
+        """Redeem a resolved market's shares (the whole account's: the contracts redeem the
+        wallet's balance). Needs ``[portfolio] settle = "redeem"``."""
+        return self._k.act("", PositionAction(action="redeem", market=market, note=note))
+
+    def convert(self, no_asset_ids: list[str] | tuple[str, ...], amount: int, note: str = "") -> str:
+        """Neg-risk: ``amount`` NO of each of these questions into ``amount x (k - 1)``
+        collateral plus ``amount`` YES of every other question of the event."""
+        info = self._k.catalog.for_asset(no_asset_ids[0]) if no_asset_ids else None
+        return self._k.act(self._s.id, PositionAction(action="convert", market=info.market if info else "",
+                                                      amount=amount, asset_ids=tuple(no_asset_ids), note=note))  # fmt: skip
+
+    def pending_actions(self, market: str | None = None) -> list[PositionAction]:
+        """This strategy's on-chain actions on their way (sent, not confirmed or failed)."""
+        return self._k.pending_actions(market, self._s.id)
 
     def execute(self, asset_id: str, side: str, size: int, mode: str = "cross", **kw: Any) -> Decision:
         """Work an order in an execution mode (:mod:`polybot.execution.modes`): ``"cross"``

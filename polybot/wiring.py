@@ -122,6 +122,8 @@ def build_kernel(
         verify_books=cfg.market_data.verify_books if verify_books is None else verify_books,
         hash_defaults=HashDefaults(min_order_size=cfg.market_data.min_order_size, neg_risk=cfg.market_data.neg_risk),
         mark=cfg.portfolio.mark,
+        settle=cfg.portfolio.settle,
+        auto_redeem=cfg.portfolio.auto_redeem,
         flatten_max_slippage=_price(cfg.risk.flatten_max_slippage, "risk.flatten_max_slippage", cfg.source_path or "<config>"),
     )
     k.set_decoder_resolver(resolve_decoder)

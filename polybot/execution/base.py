@@ -22,10 +22,11 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from anyio.abc import ObjectSendStream
 
-from ..events import ENCODER, OrderAccepted, OrderCancelled, OrderFilled
+from ..events import ENCODER, OrderAccepted, OrderCancelled, OrderFilled, PositionActionDone
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..clock import Clock
+    from ..events import PositionAction
     from ..kernel import InboundRecord, Kernel
     from .orders import Order
 
@@ -74,6 +75,18 @@ class Executor(abc.ABC):
     def cancel(self, order: Order) -> None:
         """Cancel ``order`` (the cancel is already journaled); must not block."""
 
+    def act(self, action: PositionAction) -> None:
+        """Carry out an on-chain position action (merge, split, redeem, convert), already
+        journaled and fsynced; must not block. A live executor queues it for its own task and
+        reports ``PositionActionSent`` / ``Done`` / ``Failed`` through the door. This default
+        (the null and paper executors) simulates the chain: the action is confirmed at once
+        with the collateral the contracts would pay, deterministically, as an engine event."""
+        assert self.kernel is not None
+        k = self.kernel
+        k.emit(PositionActionDone(ts=k.clock.now(), action_id=action.action_id, action=action.action,
+                                  market=action.market, strategy=action.strategy, amount=action.amount,
+                                  collateral=k.expected_collateral(action), tx_hash="simulated"))  # fmt: skip
+
     async def run(self, send: ObjectSendStream[InboundRecord], clock: Clock) -> None:
         """The executor's own task (asynchronous executors)."""
 
@@ -119,6 +132,9 @@ class RecordedExecutor(Executor):
 
     def cancel(self, order: Order) -> None:
         pass
+
+    def act(self, action: PositionAction) -> None:
+        pass  # its outcome is in the journal too
 
 
 class LoopbackExecutor(Executor):
