@@ -172,6 +172,22 @@ class ApiConfig(_C):
     history: int = 200  # recent fills, order steps, rejections kept for the views
 
 
+class RollingConfig(_C):
+    """A ``[[rolling]]`` table: one strategy instance per window of a recurring series
+    (:mod:`polybot.rolling`)."""
+
+    name: str
+    series: str  # MarketInfo.series, e.g. "btc-updown-5m"
+    cls: str = msgspec.field(name="class")  # strategy name or module:Class
+    params: dict[str, Any] = {}
+    market_param: str = "markets"  # the params field that gets the window's market
+    lead_s: float = 60.0  # start the instance this long before the window opens
+    stop_after_s: float = 3600.0  # stop it this long after the window's end without a resolution
+    redeem: bool = True  # redeem the window's shares after it resolves (settle = "redeem")
+    max_live: int = 4  # windows of this table running at once
+    enabled: bool = True
+
+
 class Config(_C):
     engine: EngineConfig = msgspec.field(default_factory=EngineConfig)
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
@@ -180,6 +196,7 @@ class Config(_C):
     feeds: list[FeedConfig] = []
     #: [strategies.<instance>] tables: ``class`` (name or module:Class), ``enabled``, params.
     strategies: dict[str, dict[str, Any]] = {}
+    rolling: list[RollingConfig] = []
     replay: ReplayConfig = msgspec.field(default_factory=ReplayConfig)
     market_data: MarketDataConfig = msgspec.field(default_factory=MarketDataConfig)
     portfolio: PortfolioConfig = msgspec.field(default_factory=PortfolioConfig)

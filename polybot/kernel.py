@@ -99,6 +99,7 @@ from .units import SCALE, from_units
 
 if TYPE_CHECKING:  # pragma: no cover
     from .metrics import StageTiming
+    from .rolling import Rollover
 
 STATE_VERSION = 1
 RECONCILE = "reconcile"  # the owner of position corrections from the venue
@@ -276,6 +277,7 @@ class Kernel:
         self.settle_on = settle
         self.auto_redeem = auto_redeem
         self.actions: dict[str, PositionAction] = {}  # on-chain actions sent, not yet confirmed
+        self.rolling: Rollover | None = None  # one strategy instance per window of a series
         self._act_seq = 0
         self.book_changes = 0  # counts book snapshots and changes (cheap "did prices move" stamp)
         self.stats = KernelStats()
@@ -332,6 +334,25 @@ class Kernel:
         s.enabled = enabled
         self.strategies[instance] = s
         return s
+
+    def remove_strategy(self, instance: str, reason: str = "stopped") -> None:
+        """Stop and remove a running instance (a rolling window that is over): its open orders
+        are cancelled, its handlers and timers go, ``on_stop`` runs. Its positions stay in the
+        portfolio under its name (a redeem settles them)."""
+        s = self.strategies.get(instance)
+        if s is None:
+            return
+        self.cancel_all(instance, reason)
+        for t, h, _k in s._subs:
+            self.bus.unsubscribe(h, t)
+        s._subs.clear()
+        s.enabled = False
+        self.timers.cancel_owner(instance)
+        try:
+            s.on_stop()
+        except Exception:  # noqa: BLE001
+            logger.exception("strategy {} on_stop raised", instance)
+        del self.strategies[instance]
 
     def start(self) -> None:
         """Subscribe strategies (declared handlers, then ``on_start``)."""
@@ -1363,6 +1384,7 @@ class Kernel:
             "exposure": self.exposure.to_state(),
             "actions": [msgspec.json.decode(ENCODER.encode(a)) for a in self.actions.values()],
             "act_seq": self._act_seq,
+            "rolling": self.rolling.to_state() if self.rolling is not None else [],
             "executor": {"name": self.executor.name, "state": self.executor.to_state()},
             "modes": self.executions.to_state(),
             "risk": self.risk.to_state(),
@@ -1399,6 +1421,8 @@ class Kernel:
                 self.executor.restore(ex["state"])
             else:
                 logger.warning("snapshot has state for executor {!r}, not {!r}: not restored", ex.get("name"), self.executor.name)
+        if self.rolling is not None:
+            self.rolling.restore(st.get("rolling", []))
         for k, sst in st["strategies"].items():
             s = self.strategies.get(k)
             if s is None:

@@ -15,6 +15,7 @@ from .journal import JournalWriter
 from .integrity import HashDefaults
 from .kernel import Kernel
 from .risk import BUILTIN_VALIDATORS, RiskChain, Validator
+from .rolling import Rollover, RollingSpec, _is_list
 from .sources import resolve_decoder
 from .strategy import convert_params, import_path, load_strategy_class
 from .units import SCALE, to_units
@@ -150,4 +151,44 @@ def build_kernel(
         except msgspec.ValidationError as exc:
             raise ConfigError(describe_validation_error(exc, file, f"strategies.{inst}")) from None
         k.add_strategy(cls, inst, params, enabled=enabled)
+    if cfg.rolling and (wanted is None or any(r.name in wanted for r in cfg.rolling)):
+        k.rolling = Rollover(k, build_rolling(cfg, wanted))
     return k
+
+
+def build_rolling(cfg: Config, wanted: list[str] | None = None) -> list[RollingSpec]:
+    """The ``[[rolling]]`` tables, checked: the class loads and the params convert (with a
+    placeholder market), or the start is refused naming the field."""
+    file = cfg.source_path or "<config>"
+    specs: list[RollingSpec] = []
+    seen: set[str] = set()
+    for i, r in enumerate(cfg.rolling):
+        where = f"rolling[{i}]"
+        if wanted is not None and r.name not in wanted:
+            continue
+        if not r.name or "/" in r.name or r.name in seen or r.name in cfg.strategies:
+            raise ConfigError(f"{file}: {where}.name: {r.name!r} must be a unique name without '/', "
+                              "not a [strategies] instance")  # fmt: skip
+        seen.add(r.name)
+        for key in ("lead_s", "stop_after_s"):
+            if not getattr(r, key) >= 0:
+                raise ConfigError(f"{file}: {where}.{key}: must be >= 0")
+        if r.max_live < 1:
+            raise ConfigError(f"{file}: {where}.max_live: must be >= 1")
+        try:
+            cls = load_strategy_class(r.cls)
+        except (LookupError, ImportError, TypeError, ValueError, AttributeError) as exc:
+            raise ConfigError(f"{file}: {where}.class: {exc}") from None
+        fields = {f.name: f for f in msgspec.structs.fields(cls.Params)}
+        if r.market_param not in fields:
+            raise ConfigError(f"{file}: {where}.market_param: {cls.__name__} has no param {r.market_param!r}")
+        probe = dict(r.params)
+        probe[r.market_param] = ["0x0"] if _is_list(fields[r.market_param].type) else "0x0"
+        try:
+            convert_params(cls.Params, probe)
+        except msgspec.ValidationError as exc:
+            raise ConfigError(describe_validation_error(exc, file, f"{where}.params")) from None
+        specs.append(RollingSpec(name=r.name, series=r.series, cls=cls, params=dict(r.params),
+                                 market_param=r.market_param, lead_s=r.lead_s, stop_after_s=r.stop_after_s,
+                                 redeem=r.redeem, max_live=r.max_live, enabled=r.enabled))  # fmt: skip
+    return specs

@@ -28,6 +28,15 @@ below ``target``. Every matched pair then redeems to 1 whatever the outcome: the
     equalize_min = "0"            # imbalance that triggers it (0 = max_imbalance)
     equalize_ticks = 3            # how far above the lagging side's best ask it may walk the book
     settlement_buffer_s = 60      # no new buys this close to MarketInfo.end_ts
+    merge = "off"                 # merge matched pairs into collateral: "stopped" | "always" | "off"
+    merge_min_profit = "0.05"     # ... when their locked profit is at least this (it pays the gas)
+
+**Merging.** With ``merge = "stopped"`` the matched pairs are merged back into collateral (an
+on-chain ``mergePositions``: one YES + one NO -> 1 pUSD) once the strategy has stopped adding to
+the market, instead of waiting for the resolution and the redeem; ``"always"`` merges whenever
+the pairs' locked profit reaches ``merge_min_profit``, which frees the collateral for the next
+pairs during the window. One merge per market is on its way at a time; the portfolio moves when
+the chain confirms it.
 
 **The buy rule.** A side S is bought (a quote placed, or a top-up sent) only if
 
@@ -106,7 +115,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from polybot.events import (
     BookDelta,
@@ -211,7 +220,7 @@ class _Market:
         self.tops: list[tuple[int, int, bool]] = [(-1, -1, False), (-1, -1, False)]
         self.version = 0  # own order events and fills: bumps force a re-plan
         self.eq_tops: tuple[int, ...] = ()  # tops of the books when the last top-up was sent
-        self.counters = {"quotes": 0, "requotes": 0, "equalizes": 0, "rejected": 0, "fills": 0}
+        self.counters = {"quotes": 0, "requotes": 0, "equalizes": 0, "rejected": 0, "fills": 0, "merges": 0}
         self.report: dict[str, Any] = {}
         self.label = info.slug or info.market[:12]
 
@@ -243,6 +252,8 @@ class PairCost(Strategy):
         equalize_min: Units = Units(0)
         equalize_ticks: int = 3
         settlement_buffer_s: float = 60.0
+        merge: Literal["off", "stopped", "always"] = "off"
+        merge_min_profit: Units = Units(50_000)
 
         def __post_init__(self) -> None:
             if not 0 < self.target <= SCALE:
@@ -257,6 +268,8 @@ class PairCost(Strategy):
                 raise ValueError("requote_ticks: must be >= 1")
             if self.settlement_buffer_s < 0:
                 raise ValueError("settlement_buffer_s: must be >= 0")
+            if self.merge_min_profit < 0:
+                raise ValueError("merge_min_profit: must be >= 0")
 
     params: Params
 
@@ -458,6 +471,24 @@ class PairCost(Strategy):
             return
         m.version += 1
         self._update(m)
+
+    def _maybe_merge(self, m: _Market) -> None:
+        """Merge the matched pairs into collateral when ``merge`` allows it now and their
+        locked profit pays for the transaction (one merge per market on its way at a time)."""
+        p = self.params
+        ctx = self.ctx
+        market = m.info.market
+        if p.merge == "off" or market in ctx.catalog.resolved or ctx.pending_actions(market):
+            return
+        pv = ctx.portfolio.pair_view(market, self.id)
+        pairs = pv.pairs - pv.pairs % LOT
+        if pairs <= 0 or pv.locked_profit < max(p.merge_min_profit, 1):
+            return
+        aid = ctx.merge(market, pairs, note=f"locked profit {from_units(pv.locked_profit)}")
+        if aid:
+            m.counters["merges"] = m.counters.get("merges", 0) + 1
+            ctx.log.info("pair_cost {}: merging {} pairs at pair cost {} (locked profit {}): {}", m.label,
+                         from_units(pairs), from_units(pv.pair_cost), from_units(pv.locked_profit), aid)  # fmt: skip
 
     # ------------------------------------------------------------------ reading state
 
@@ -693,7 +724,10 @@ class PairCost(Strategy):
                              from_units(r["locked_profit"]), from_units(r["unpaired"]),
                              from_units(r["unpaired_cost"]))  # fmt: skip
             self._cancel_quotes(m, "stop")
+            self._maybe_merge(m)
             return
+        if p.merge == "always":
+            self._maybe_merge(m)
         books = ctx.books
         by, bn = books.get(m.yes), books.get(m.no)
         if by is None or bn is None or not (self._fresh(by) and self._fresh(bn)):

@@ -245,3 +245,27 @@ def test_cash_plus_value_equals_pnl_through_merges_and_splits(seq, mark_y, mark_
             assert pos.size >= 0 and pos.cost >= 0
     assert pf.cash == 1000 * SHARE + pf.cash_flow()
     assert msgspec.json.decode(msgspec.json.encode(pf.to_state())) == pf.to_state()
+
+
+# ---------------------------------------------------------------------------------------------
+# the pair-cost strategy merges its pairs once it stops adding; replayed, and replayed faithfully
+
+
+def test_pair_cost_merges_its_pairs_and_ends_where_the_redeem_would(tmp_path):
+    from polybot.config import load_config
+    from polybot.replay import replay
+
+    rec = "recordings/pair-cost-window.jsonl.gz"
+    base = load_config("config/pair_cost.toml")
+    plain = replay(rec, base)
+    cfg = load_config("config/pair_cost.toml")
+    cfg.strategies["gabagool"]["merge"] = "stopped"
+    merged = replay(rec, cfg, out=tmp_path / "j.jsonl")
+    assert merged["events_by_type"]["position_action"] == merged["events_by_type"]["position_action_done"] == 1
+    assert "position_action" not in plain["events_by_type"]
+    # merging the pairs before the resolution pays what the resolution would have: same PnL, same cash
+    assert merged["pnl"] == plain["pnl"]
+    types = engine_types(tmp_path / "j.jsonl")
+    assert types.index("position_action_done") < len(types) - 1
+    again = replay(tmp_path / "j.jsonl", cfg, mode="faithful")
+    assert again["divergences"] == 0
