@@ -206,6 +206,30 @@ def cmd_control(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_chain_action(a: argparse.Namespace) -> int:
+    from .daemon import send_control
+    from .units import to_units
+
+    cfg = _load_cfg(a.config)
+    cmd: dict[str, Any] = {"type": "chain_action", "action": a.command, "origin": "cli", "reason": a.reason or ""}
+    if a.command == "convert":
+        cmd["asset_ids"] = list(a.asset_ids)
+    else:
+        cmd["market"] = a.market
+    if a.command != "redeem":
+        try:
+            amount = to_units(a.amount)
+        except (ValueError, ArithmeticError):
+            return _fail(f"--amount: not a number of shares: {a.amount!r}")
+        if amount <= 0:
+            return _fail(f"--amount: must be positive, not {a.amount}")
+        cmd["amount"] = amount
+        cmd["strategy"] = a.strategy
+    path = send_control(cfg, cmd)
+    sys.stdout.write(f"sent {a.command} to the daemon's inbox {path}; see its log or /api/status for the outcome\n")
+    return 0
+
+
 def cmd_strategies(a: argparse.Namespace) -> int:
     import msgspec
 
@@ -420,6 +444,26 @@ def build_parser() -> argparse.ArgumentParser:
         if name in ("enable", "disable"):
             c.add_argument("strategy", help="strategy instance name")
         c.set_defaults(fn=cmd_control, command=name)
+
+    for name, helptext in (("merge", "merge YES+NO pairs of a market into collateral"),
+                           ("split", "split collateral into YES+NO of a market"),
+                           ("redeem", "redeem a resolved market's shares"),
+                           ("convert", "neg-risk: convert NO shares into collateral + the other YESes")):  # fmt: skip
+        c = sub.add_parser(name, help=f"on-chain, through a running daemon: {helptext}",
+                           description=f"Ask the running daemon to {helptext}: a control input, checked against "
+                                       "the portfolio like a strategy's request, journaled, then sent on chain by "
+                                       "the executor; the portfolio moves when the chain confirms it.")  # fmt: skip
+        c.add_argument("--config", required=True)
+        c.add_argument("--reason", default="")
+        if name == "convert":
+            c.add_argument("asset_ids", nargs="+", help="the NO token ids to convert")
+        else:
+            c.add_argument("market", help="the market's condition id")
+        if name != "redeem":
+            c.add_argument("--amount", required=True, help="shares, e.g. 25 or 12.5")
+            c.add_argument("--strategy", default="", help="whose shares (default: the account's, shared over the "
+                                                            "strategies holding them)")  # fmt: skip
+        c.set_defaults(fn=cmd_chain_action, command=name)
 
     ss = sub.add_parser("strategies", help="list installed strategies with their params and defaults")
     ss.add_argument("--json", action="store_true")

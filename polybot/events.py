@@ -599,6 +599,19 @@ class EnableStrategy(ControlEvent, frozen=True, kw_only=True, tag="enable_strate
     enabled: bool = True
 
 
+class ChainAction(ControlEvent, frozen=True, kw_only=True, tag="chain_action"):
+    """The operator asks for an on-chain position action (``polybot merge`` / ``split`` /
+    ``redeem`` / ``convert``, or the API): checked and carried out as a strategy's would be.
+    ``strategy`` "" = the account (a merge or convert is shared over the strategies holding the
+    shares, in name order)."""
+
+    action: PositionActionKind
+    market: str = ""
+    amount: int = 0
+    strategy: str = ""
+    asset_ids: tuple[str, ...] = ()
+
+
 class TradingStateChanged(Event, frozen=True, kw_only=True, tag="trading_state"):
     state: TradingState
     previous: TradingState
@@ -677,7 +690,7 @@ AnyEvent = Union[
     OrderSigned, FillSettlement, FillReversed, OrderAdopted,
     PositionAction, PositionActionSent, PositionActionDone, PositionActionFailed,
     PositionChanged, PositionCorrected, ExecutorNotice, MarketPosition, PnLUpdate,
-    Halt, Resume, Reduce, Flatten, CancelAll, SetParams, EnableStrategy, TradingStateChanged,
+    Halt, Resume, Reduce, Flatten, CancelAll, SetParams, EnableStrategy, ChainAction, TradingStateChanged,
     TimerFired,
     FeedConnected, FeedDisconnected, FeedStale, FeedResynced, BookHealth,
     InputDropped, HandlerError,

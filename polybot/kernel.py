@@ -40,6 +40,7 @@ from .events import (
     BookSnapshot,
     CancelAll,
     CancelRequest,
+    ChainAction,
     CancelSubmitted,
     ControlEvent,
     EnableStrategy,
@@ -775,6 +776,14 @@ class Kernel:
         winner = self.catalog.resolved.get(a.market, "")
         return self.portfolio.size(winner) if winner else 0
 
+    def _on_chain_action(self, ev: ChainAction) -> None:
+        market = ev.market
+        if not market and ev.asset_ids:  # a convert named by its NO tokens
+            market = self.catalog.market_of(ev.asset_ids[0], "")
+        note = f"{ev.origin or 'operator'}: {ev.reason}" if ev.reason else (ev.origin or "operator")
+        self.act(ev.strategy, PositionAction(action=ev.action, market=market, amount=ev.amount,
+                                             asset_ids=ev.asset_ids, note=note))  # fmt: skip
+
     def _on_action_sent(self, ev: PositionActionSent) -> None:
         a = self.actions.get(ev.action_id)
         if a is not None:
@@ -876,6 +885,7 @@ class Kernel:
         sub(SetParams, self._on_set_params)
         sub(EnableStrategy, self._on_enable)
         sub(TimerFired, self._on_timer)
+        sub(ChainAction, self._on_chain_action)
         sub(PositionActionSent, self._on_action_sent)
         sub(PositionActionDone, self._on_action_done)
         sub(PositionActionFailed, self._on_action_failed)

@@ -269,3 +269,31 @@ def test_pair_cost_merges_its_pairs_and_ends_where_the_redeem_would(tmp_path):
     assert types.index("position_action_done") < len(types) - 1
     again = replay(tmp_path / "j.jsonl", cfg, mode="faithful")
     assert again["divergences"] == 0
+
+
+def test_operator_asks_for_a_merge_through_the_control_input(tmp_path):
+    from polybot.cli import main
+    from polybot.events import DECODER, ChainAction
+
+    cfgfile = tmp_path / "c.toml"
+    cfgfile.write_text(f'[engine]\ndata_dir = "{tmp_path / "var"}"\n')
+    assert main(["merge", "--config", str(cfgfile), M, "--amount", "2.5", "--strategy", "s", "--reason", "free cash"]) == 0
+    assert main(["merge", "--config", str(cfgfile), M, "--amount", "-1"]) != 0
+    assert main(["redeem", "--config", str(cfgfile), M]) == 0
+    lines = (tmp_path / "var" / "control.jsonl").read_bytes().splitlines()
+    cmds = [DECODER.decode(x) for x in lines]
+    assert cmds[0] == ChainAction(action="merge", market=M, amount=2_500_000, strategy="s", origin="cli", reason="free cash")
+    assert cmds[1].action == "redeem" and len(cmds) == 2
+    k = kernel(tmp_path)
+    hold(k, "s", (450_000, 10 * SHARE), (500_000, 10 * SHARE))
+    k.process(5, "control", lines[0])
+    assert k.portfolio.size(Y, "s") == 7_500_000 and k.portfolio.cash == -9_500_000 + 2_500_000
+    (a,) = [x for x in engine_lines(k, tmp_path) if x["type"] == "position_action"]
+    assert a["note"] == "cli: free cash"
+    k.process(6, "control", lines[1])  # not resolved: refused, counted, journaled
+    assert [x["reason"] for x in engine_lines(k, tmp_path) if x["type"] == "position_action_failed"] == ["market not resolved"]
+
+
+def engine_lines(k: Kernel, tmp_path: Any) -> list[dict[str, Any]]:
+    k.journal.flush()
+    return [msgspec.json.decode(m) for kind, _t, _s, m in JournalReader(tmp_path / "j.jsonl") if kind == ENGINE_EVENT]
