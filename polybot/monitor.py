@@ -35,6 +35,8 @@ from .events import (
     OrderExpired,
     OrderRejected,
     OrderSubmitted,
+    PositionAction,
+    PositionActionEvent,
     RiskRejected,
     RiskResized,
     TradingStateChanged,
@@ -91,6 +93,7 @@ class Monitor:
         self.rejections: deque[dict[str, Any]] = deque(maxlen=history)
         self.drops: deque[dict[str, Any]] = deque(maxlen=history)
         self.state_changes: deque[dict[str, Any]] = deque(maxlen=history)
+        self.chain: deque[dict[str, Any]] = deque(maxlen=history)  # on-chain action steps
         self.pnl_series: deque[tuple[int, int, int, int, int, int]] = deque(maxlen=pnl_points)
         self.events_by_type: Counter[type] = Counter()
         self.orders_by_strategy: Counter[str] = Counter()
@@ -112,6 +115,8 @@ class Monitor:
             (InputDropped, self._on_drop),
             (TradingStateChanged, self._on_state),
             (HandlerError, self._on_handler_error),
+            (PositionAction, self._on_chain),
+            (PositionActionEvent, self._on_chain),
         ]
         for t, h in self._subs:
             kernel.bus.subscribe(t, h)
@@ -243,6 +248,27 @@ class Monitor:
     def _on_state(self, ev: TradingStateChanged) -> None:
         self.state_changes.append({"ts": ev.ts, "state": ev.state, "previous": ev.previous, "reason": ev.reason})
         self.version += 1
+
+    def _on_chain(self, ev: PositionAction | PositionActionEvent) -> None:
+        row = {"ts": ev.ts, "step": type_name(type(ev)), "action_id": ev.action_id, "action": ev.action,
+               "market": ev.market, "strategy": ev.strategy}  # fmt: skip
+        for f in ("amount", "collateral", "gas_cost"):
+            v = getattr(ev, f, None)
+            if v:
+                row[f] = from_units(v) if f != "gas_cost" else str(v)
+        for f in ("tx_hash", "via", "reason", "note"):
+            v = getattr(ev, f, "")
+            if v:
+                row[f] = v
+        self.chain.append(row)
+        self.version += 1
+
+    def chain_view(self) -> dict[str, Any]:
+        """On-chain actions on their way, and the recent steps of all of them (newest last)."""
+        pending = [{"action_id": a.action_id, "action": a.action, "market": a.market, "strategy": a.strategy,
+                    "amount": from_units(a.amount), "since_ns": a.ts, "note": a.note}
+                   for a in self.kernel.pending_actions()]  # fmt: skip
+        return {"pending": pending, "recent": list(self.chain)}
 
     def _on_handler_error(self, ev: HandlerError) -> None:
         self.handler_errors += 1
@@ -385,6 +411,7 @@ class Monitor:
             "inputs": st.inputs, "events": st.events, "dropped": st.dropped, "intents": st.intents,
             "orders": st.orders, "fills": st.fills, "rejections": st.rejections,
             "open_orders": len(k.orders.open_orders()),
+            "chain_pending": len(k.actions),
             "feeds": self.feed_rows(),
             "books": {"total": len(books), "healthy": healthy, "worst_unhealthy_s": round(worst, 3),
                       "worst_unhealthy_asset": which,

@@ -33,7 +33,7 @@ from aiohttp import WSMsgType, web
 from loguru import logger
 
 from ..config import ApiConfig, ConfigError
-from ..events import CancelAll, ControlEvent, EnableStrategy, Flatten, Halt, Reduce, Resume, SetParams
+from ..events import CancelAll, ChainAction, ControlEvent, EnableStrategy, Flatten, Halt, Reduce, Resume, SetParams
 from ..monitor import NS, Monitor
 from ..strategy import convert_params, params_table
 from ..units import from_units, to_units
@@ -69,6 +69,18 @@ class CancelAllBody(ControlBody, forbid_unknown_fields=True, kw_only=True):
 
 class ParamsBody(ControlBody, forbid_unknown_fields=True, kw_only=True):
     params: Annotated[dict[str, Any], msgspec.Meta(description="params to change (the others keep their values)")]
+
+
+class ChainBody(ControlBody, forbid_unknown_fields=True, kw_only=True):
+    """Body of an on-chain action (merge, split, redeem, convert)."""
+
+    market: Annotated[str, msgspec.Meta(description="the market's condition id (convert: optional, from asset_ids)")] = ""
+    amount: Annotated[str, msgspec.Meta(description="shares, a decimal such as \"25\" (not for redeem)")] = ""
+    strategy: Annotated[str, msgspec.Meta(description="whose shares (default: the account's)")] = ""
+    asset_ids: Annotated[list[str], msgspec.Meta(description="convert: the NO token ids to convert")] = []
+
+
+CHAIN_ACTIONS = ("merge", "split", "redeem", "convert")
 
 
 class ApiError(Exception):
@@ -171,6 +183,8 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/api/strategies/{name}/enable", "enable", "write", "Enable a strategy", ControlBody, "control"),
     Route("POST", "/api/strategies/{name}/disable", "disable", "write", "Disable a strategy (its open orders are cancelled)", ControlBody, "control"),
     Route("POST", "/api/strategies/{name}/params", "set_params", "write", "Change a strategy's params at run time (validated like the config)", ParamsBody, "control"),
+    Route("GET", "/api/chain", "chain", "read", "On-chain actions (merge, split, redeem, convert) on their way, and recent steps"),
+    Route("POST", "/api/chain/{action}", "chain_action", "write", "Ask for an on-chain merge, split, redeem or convert (checked like a strategy's request; the portfolio moves when the chain confirms it)", ChainBody, "control"),
     Route("GET", "/critical", "critical", "open", "200 when all is well, 503 with the reasons otherwise (for external monitors)", tag="monitoring"),
     Route("GET", "/metrics", "metrics", "read", "Prometheus exposition (text format 0.0.4)", tag="monitoring", content="text/plain"),
     Route("GET", "/openapi.json", "openapi", "open", "This description", tag="meta"),
@@ -455,6 +469,42 @@ class ApiServer:
         except msgspec.ValidationError as exc:
             raise validation_error(exc, "params") from None
         return await self._send(SetParams(origin="api", strategy=s.id, params=b.params, reason=b.reason))
+
+    async def h_chain(self, request: web.Request) -> web.Response:
+        return _json(self.monitor.chain_view())
+
+    async def h_chain_action(self, request: web.Request) -> web.Response:
+        action = request.match_info["action"]
+        if action not in CHAIN_ACTIONS:
+            raise ApiError(404, f"no on-chain action {action!r} (one of {', '.join(CHAIN_ACTIONS)})")
+        b = await self._body(request, ChainBody)
+        amount = 0
+        if action != "redeem":
+            try:
+                amount = to_units(b.amount)
+            except (ValueError, ArithmeticError):
+                amount = -1
+            if amount <= 0:
+                raise ApiError(422, "amount: a positive number of shares, e.g. \"25\"", "amount")
+        if action == "convert" and not b.asset_ids:
+            raise ApiError(422, "asset_ids: name the NO tokens to convert", "asset_ids")
+        if action != "convert" and not b.market:
+            raise ApiError(422, "market: the market's condition id", "market")
+        if b.strategy and b.strategy not in self.kernel.strategies:
+            raise ApiError(422, f"strategy: no strategy named {b.strategy!r}", "strategy")
+        k = self.kernel
+        seq = k._act_seq
+        resp = await self._send(ChainAction(origin="api", reason=b.reason, action=action, market=b.market,  # type: ignore[arg-type]
+                                            amount=amount, strategy=b.strategy, asset_ids=tuple(b.asset_ids)))  # fmt: skip
+        if k._act_seq > seq:  # the kernel's answer: sent (pending), confirmed, or refused with the reason
+            aid = f"{k.client_id_prefix}-a{k._act_seq}"
+            steps = [r for r in self.monitor.chain if r["action_id"] == aid]
+            body = msgspec.json.decode(resp.body)
+            body["action_id"] = aid
+            body["steps"] = steps
+            refused = any(r["step"] == "position_action_failed" for r in steps) and aid not in k.actions
+            return _json(body, status=409 if refused and len(steps) == 1 else 200)
+        return resp
 
     # ------------------------------------------------------------------------ push
 
