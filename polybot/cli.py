@@ -22,6 +22,8 @@ common tasks:
   polybot strategies                           list installed strategies and their params
   polybot bench                                measure the engine's speed and memory
   polybot doctor --config CFG                  preflight checks before live trading
+  polybot wallet status --config CFG           balances and approvals of the live wallet
+  polybot prune --config CFG --dry-run         what the journal retention policy would do
 """
 
 
@@ -189,6 +191,29 @@ def cmd_state(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prune(a: argparse.Namespace) -> int:
+    """Apply ``[retention]`` to the old journal parts in the data dir (as the daemon does hourly)."""
+    import time
+    from pathlib import Path
+
+    from .recovery import SNAPSHOT_FILE
+    from .retention import RetentionBusy, describe, prune
+
+    cfg = _load_cfg(a.config)
+    data_dir = Path(cfg.engine.data_dir)
+    rc = cfg.retention
+    try:
+        actions = prune(data_dir / cfg.engine.journal_file, data_dir / SNAPSHOT_FILE, rc, time.time(), dry_run=a.dry_run)
+    except RetentionBusy as exc:
+        return _fail(f"prune: {exc}; try again later")
+    for act in actions:
+        sys.stdout.write(describe(act, a.dry_run) + "\n")
+    if not actions:
+        sys.stdout.write(f"nothing to do in {data_dir} (compress_after_days = {rc.compress_after_days:g}, "
+                         f"delete_after_days = {rc.delete_after_days:g}, keep_parts = {rc.keep_parts})\n")  # fmt: skip
+    return 1 if not a.dry_run and any(not act.done for act in actions) else 0
+
+
 def cmd_control(a: argparse.Namespace) -> int:
     from .daemon import send_control
 
@@ -350,6 +375,30 @@ def cmd_doctor(a: argparse.Namespace) -> int:
     return 1 if any(c.ok is False for c in checks) else 0
 
 
+def cmd_wallet(a: argparse.Namespace) -> int:
+    """``polybot wallet status | approve | wrap AMOUNT``: the configured executor's class names its
+    wallet module (class attribute ``wallet_module``), which has ``async run_wallet(cfg, secrets,
+    params, command, amount=, yes=, dry_run=)``. polybot itself knows no adapter."""
+    import asyncio
+    import importlib
+
+    from .config import load_secrets
+    from .wiring import _by_name
+
+    cfg = _load_cfg(a.config)
+    kind = cfg.executor.kind
+    try:
+        cls = _by_name("polybot.executors", kind)
+    except (LookupError, ImportError, ValueError, AttributeError) as exc:
+        return _fail(f"{cfg.source_path or '<config>'}: executor.kind: {exc}")
+    module_name = getattr(cls, "wallet_module", None)
+    if not module_name:
+        return _fail(f"executor {kind!r} has no on-chain wallet (set [executor] kind = \"clob\" and its params)")
+    mod = importlib.import_module(module_name)
+    return int(asyncio.run(mod.run_wallet(cfg, load_secrets(cfg), dict(cfg.executor.params), a.wallet_cmd,
+                                          amount=getattr(a, "amount", ""), yes=a.yes, dry_run=a.dry_run)))  # fmt: skip
+
+
 def cmd_version(a: argparse.Namespace) -> int:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -431,6 +480,15 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("state", help="print the state a restart would recover (positions, orders, risk state)")
     st.add_argument("--config", required=True)
     st.set_defaults(fn=cmd_state)
+
+    pr = sub.add_parser("prune", help="compress and delete old journal parts per [retention] (the daemon does it hourly)",
+                        description="Apply the config's [retention] policy to the old journal parts in engine.data_dir "
+                                    "(journal.<n>.jsonl: gzip after compress_after_days, delete after "
+                                    "delete_after_days, always keeping the newest keep_parts). The current journal "
+                                    "and its snapshot are never touched. Exit 1 if an action failed.")  # fmt: skip
+    pr.add_argument("--config", help="TOML config ([engine] data_dir, [retention]; default: built-in defaults)")
+    pr.add_argument("--dry-run", action="store_true", help="print what would be done, do nothing")
+    pr.set_defaults(fn=cmd_prune)
 
     for name, helptext in (("halt", "stop all new orders"), ("resume", "return to active trading"),
                            ("reduce", "only orders that shrink positions"), ("flatten", "cancel all, then close every position"),
@@ -522,6 +580,21 @@ def build_parser() -> argparse.ArgumentParser:
     dr.add_argument("--config", required=True, help="TOML config with the [executor] to check")
     dr.set_defaults(fn=cmd_doctor)
 
+    wl = sub.add_parser("wallet", help="on-chain wallet: balances, approvals, wrapping USDC.e into pUSD",
+                        description="The live wallet on chain ([wallet] and the executor's signature_type/funder; "
+                                    "secrets private_key, rpc_url, relayer_api_key). approve and wrap print what they "
+                                    "will send and ask first.")  # fmt: skip
+    wsub = wl.add_subparsers(dest="wallet_cmd", metavar="WALLET_COMMAND", required=True)
+    for name, helptext in (("status", "pUSD, USDC.e and POL balances, and every approval the exchanges need"),
+                           ("approve", "send the missing approvals"), ("wrap", "wrap USDC.e into pUSD")):  # fmt: skip
+        w = wsub.add_parser(name, help=helptext)
+        w.add_argument("--config", required=True, help="TOML config with the live [executor] (and [wallet])")
+        if name == "wrap":
+            w.add_argument("amount", help="USDC.e to wrap, e.g. 25.5")
+        w.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+        w.add_argument("--dry-run", action="store_true", help="build and sign, print the hashes, send nothing")
+        w.set_defaults(fn=cmd_wallet)
+
     v = sub.add_parser("version", help="print the version")
     v.set_defaults(fn=cmd_version)
     return p
@@ -543,6 +616,14 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(f"{exc.filename}: no such file")
     except KeyboardInterrupt:
         return 130
+    except BaseExceptionGroup as eg:  # a task of the daemon refused to go on (e.g. unknown orders)
+        cfg_errors = eg.subgroup(lambda e: isinstance(e, ConfigError))
+        if cfg_errors is None:
+            raise
+        first = cfg_errors
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        return _fail(str(first))
 
 
 if __name__ == "__main__":

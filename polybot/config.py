@@ -3,7 +3,8 @@
 Unknown keys and wrong types are refused with the file, the key path and the expected type named
 (:class:`ConfigError`). Secrets never live in the config file: they come from the environment
 (``POLYBOT_PRIVATE_KEY``, ``POLYBOT_API_KEY``, ``POLYBOT_API_SECRET``, ``POLYBOT_API_PASSPHRASE``;
-``POLYBOT_ODDS_API_KEY`` for an odds feed) or a separate secrets file named by ``[secrets] file`` (TOML with the same keys, lower case).
+``POLYBOT_ODDS_API_KEY`` for an odds feed; ``POLYBOT_TELEGRAM_BOT_TOKEN``, ``POLYBOT_ALERT_WEBHOOK_URL``
+for alerts) or a separate secrets file named by ``[secrets] file`` (TOML with the same keys, lower case).
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ class EngineConfig(_C):
     on_shutdown: Literal["cancel", "leave"] = "cancel"  # open orders at shutdown
     client_id_prefix: str = "pb"
     recover: bool = True  # rebuild state from snapshot + journal on start
+    #: a daemon's journal starts a new part (journal.<n>.jsonl, with snapshot.<n>.json: the state
+    #: the next part starts from) at the first snapshot after it passes this many MB; 0 = never
+    rotate_mb: float = 0
     run_for_s: float = 0  # stop by itself after this long (0 = until SIGINT/SIGTERM or the feeds end)
 
 
@@ -139,6 +143,25 @@ class SecretsConfig(_C):
     file: str = ""
 
 
+class RetentionConfig(_C):
+    """Old journal parts (``journal.<n>.jsonl``, moved aside by a fresh start; one whole session
+    each): applied by the daemon at start and hourly, and by ``polybot prune`` (polybot.retention).
+    The current journal and its snapshot are never touched."""
+
+    compress_after_days: float = 7.0  # gzip a part this old to journal.<n>.jsonl.gz (0 = never)
+    delete_after_days: float = 0.0  # delete a part (and its snapshot) this old (0 = never)
+    keep_parts: int = 10  # the newest N parts are never deleted, whatever their age
+
+    def __post_init__(self) -> None:
+        from .retention import check_policy
+
+        try:
+            check_policy(self)
+        except ValueError as exc:
+            key, _, msg = str(exc).partition(": ")
+            raise msgspec.ValidationError(f"{msg} - at `$.retention.{key}`") from None
+
+
 class PortfolioConfig(_C):
     #: what the unpaired part of a position is marked to (matched YES+NO pairs are worth 1)
     mark: Literal["bid", "mid"] = "bid"
@@ -172,6 +195,80 @@ class ApiConfig(_C):
     history: int = 200  # recent fills, order steps, rejections kept for the views
 
 
+AlertLevel = Literal["info", "warning", "critical"]
+
+
+class AlertsWebhookConfig(_C):
+    """[alerts.webhook]: POST every alert as JSON to the URL in the secret ``alert_webhook_url``
+    (``POLYBOT_ALERT_WEBHOOK_URL`` or the secrets file: such URLs usually embed a token)."""
+
+    enabled: bool = False
+    min_level: AlertLevel = "info"
+    timeout_s: float = 10.0
+    retries: int = 3  # further attempts after a 5xx, a 429 or a connection error
+    backoff_s: float = 1.0  # first retry delay, doubled per retry (at most 60 s)
+
+
+class AlertsTelegramConfig(_C):
+    """[alerts.telegram]: a Telegram bot (secret ``telegram_bot_token``) that sends the alerts to
+    ``chat_ids`` and takes /status, /pnl, /halt and /resume from those chats only."""
+
+    enabled: bool = False
+    chat_ids: list[int] = []
+    api_url: str = "https://api.telegram.org"
+    min_level: AlertLevel = "info"
+    commands: bool = True
+    poll_timeout_s: int = 30  # getUpdates long poll (1-50 s)
+    max_command_age_s: float = 120.0  # older commands (sent while the daemon was down) are ignored
+    timeout_s: float = 10.0
+    retries: int = 3
+    backoff_s: float = 1.0
+
+
+class AlertsConfig(_C):
+    """[alerts]: operator alerts from a live daemon (polybot.alerts). Rate limits apply per sink:
+    a token bucket (``burst``, refilled at ``per_minute``) and coalescing of repeats of one kind
+    within ``coalesce_s``; critical alerts skip both but at most ``critical_per_hour`` go out."""
+
+    enabled: bool = False
+    daily_summary_hour_utc: int = -1  # 0-23, -1 = no daily summary
+    feed_down_s: float = 30.0  # a feed disconnected this long (s) is an outage
+    burst: int = 10
+    per_minute: float = 6.0
+    coalesce_s: float = 300.0
+    critical_per_hour: int = 30
+    risk_rejections_window_s: float = 300.0  # risk rejections are summed over this window
+    risk_rejections_min: int = 1  # ... and reported when at least this many
+    webhook: AlertsWebhookConfig = msgspec.field(default_factory=AlertsWebhookConfig)
+    telegram: AlertsTelegramConfig = msgspec.field(default_factory=AlertsTelegramConfig)
+
+    def __post_init__(self) -> None:
+        tg = self.telegram
+        checks = (
+            ("daily_summary_hour_utc", -1 <= self.daily_summary_hour_utc <= 23, "must be 0-23, or -1 (off)"),
+            ("feed_down_s", self.feed_down_s >= 0, "must be >= 0"),
+            ("burst", self.burst >= 1, "must be at least 1"),
+            ("per_minute", self.per_minute > 0, "must be > 0"),
+            ("coalesce_s", self.coalesce_s >= 0, "must be >= 0"),
+            ("critical_per_hour", self.critical_per_hour >= 1, "must be at least 1"),
+            ("risk_rejections_window_s", self.risk_rejections_window_s > 0, "must be > 0"),
+            ("risk_rejections_min", self.risk_rejections_min >= 1, "must be at least 1"),
+            ("telegram.chat_ids", bool(tg.chat_ids) or not tg.enabled, "telegram is enabled: list at least one chat id"),
+            ("telegram.api_url", bool(re.fullmatch(r"https?://[^/\s?#@]+(/[^\s?#]*)?", tg.api_url)),
+             "must be an http:// or https:// URL with no query"),
+            ("telegram.poll_timeout_s", 1 <= tg.poll_timeout_s <= 50, "must be 1-50"),
+            ("telegram.max_command_age_s", tg.max_command_age_s > 0, "must be > 0"),
+        )  # fmt: skip
+        for sink, c in (("webhook", self.webhook), ("telegram", tg)):
+            checks += ((f"{sink}.timeout_s", c.timeout_s > 0, "must be > 0"),
+                       (f"{sink}.retries", 0 <= c.retries <= 10, "must be 0-10"),
+                       (f"{sink}.backoff_s", 0 <= c.backoff_s <= 600, "must be 0-600"))  # fmt: skip
+        for key, ok, msg in checks:
+            if not ok:
+                raise msgspec.ValidationError(f"{msg} - at `$.alerts.{key}`")
+        self.telegram.api_url = tg.api_url.rstrip("/")
+
+
 class RollingConfig(_C):
     """A ``[[rolling]]`` table: one strategy instance per window of a recurring series
     (:mod:`polybot.rolling`)."""
@@ -188,6 +285,48 @@ class RollingConfig(_C):
     enabled: bool = True
 
 
+class WalletConfig(_C):
+    """[wallet]: on-chain transactions (``polybot wallet``, and the live executor's merges, splits,
+    redeems and converts). The RPC URL usually embeds an API key: give it as the secret
+    ``rpc_url`` (``POLYBOT_RPC_URL`` or the secrets file) rather than here; a proxy, Safe or
+    deposit wallet sends through Polymarket's relayer with the secret ``relayer_api_key``."""
+
+    rpc_url: str = ""  # the secret rpc_url wins
+    chain_id: int = 0  # 0 = the executor's chain_id (executor.params.chain_id, else 137)
+    confirmations: int = 3  # blocks a receipt must have before a transaction counts as done
+    max_fee_gwei: float = 500.0  # cap on maxFeePerGas
+    gas_margin: float = 1.2  # gas limit = eth_estimateGas x this
+    receipt_timeout_s: float = 180.0  # not mined by then (after resends): failed
+    resend_after_s: float = 30.0  # no receipt this long: the same signed transaction again
+    poll_interval_s: float = 2.0
+    relayer_url: str = "https://relayer-v2.polymarket.com"
+    relayer_api_key_address: str = ""  # the relayer API key's owner ("" = the signer)
+    #: contract address overrides by name (adapters/polymarket/chain.py Contracts), e.g. for Amoy
+    contracts: dict[str, str] = {}
+
+    def __post_init__(self) -> None:
+        checks = (
+            ("rpc_url", not self.rpc_url or bool(re.fullmatch(r"(https?|wss?)://\S+", self.rpc_url)),
+             "must be an http(s):// or ws(s):// URL"),
+            ("chain_id", self.chain_id >= 0, "must be a chain id (137 Polygon, 80002 Amoy) or 0 (the executor's)"),
+            ("confirmations", 1 <= self.confirmations <= 1000, "must be 1-1000"),
+            ("max_fee_gwei", 0 < self.max_fee_gwei <= 1_000_000, "must be > 0 (gwei)"),
+            ("gas_margin", 1.0 <= self.gas_margin <= 5.0, "must be 1.0-5.0"),
+            ("receipt_timeout_s", self.receipt_timeout_s > 0, "must be > 0"),
+            ("resend_after_s", self.resend_after_s > 0, "must be > 0"),
+            ("poll_interval_s", 0 < self.poll_interval_s <= 60, "must be > 0 and at most 60"),
+            ("relayer_url", bool(re.fullmatch(r"https?://\S+", self.relayer_url)), "must be an http(s):// URL"),
+            ("relayer_api_key_address", not self.relayer_api_key_address
+             or bool(re.fullmatch(r"0x[0-9a-fA-F]{40}", self.relayer_api_key_address)), "must be a 0x address"),
+        )  # fmt: skip
+        for key, ok, msg in checks:
+            if not ok:
+                raise msgspec.ValidationError(f"{msg} - at `$.wallet.{key}`")
+        for name, v in self.contracts.items():
+            if not re.fullmatch(r"0x[0-9a-fA-F]{40}|0x[0-9a-fA-F]{64}", v):
+                raise msgspec.ValidationError(f"must be a 0x address - at `$.wallet.contracts.{name}`")
+
+
 class Config(_C):
     engine: EngineConfig = msgspec.field(default_factory=EngineConfig)
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
@@ -202,6 +341,9 @@ class Config(_C):
     portfolio: PortfolioConfig = msgspec.field(default_factory=PortfolioConfig)
     secrets: SecretsConfig = msgspec.field(default_factory=SecretsConfig)
     api: ApiConfig = msgspec.field(default_factory=ApiConfig)
+    alerts: AlertsConfig = msgspec.field(default_factory=AlertsConfig)
+    retention: RetentionConfig = msgspec.field(default_factory=RetentionConfig)
+    wallet: WalletConfig = msgspec.field(default_factory=WalletConfig)
     #: Where the config came from (for error messages); not a TOML key.
     source_path: str = ""
 
@@ -286,7 +428,8 @@ def parse_config(data: dict[str, Any], file: str = "<config>") -> Config:
 # Secrets
 # --------------------------------------------------------------------------------------------
 
-SECRET_KEYS = ("private_key", "api_key", "api_secret", "api_passphrase", "odds_api_key", "api_token")
+SECRET_KEYS = ("private_key", "api_key", "api_secret", "api_passphrase", "odds_api_key", "api_token",
+               "rpc_url", "relayer_api_key", "telegram_bot_token", "alert_webhook_url")
 
 
 class Secrets:

@@ -4,10 +4,12 @@ under one anyio task group.
 Tasks: one per feed (I/O), the executor's own task (asynchronous executors), the timer task
 (sends a ``clock`` tick when the earliest timer is due), the control-inbox watcher (``polybot
 halt`` etc. append to ``<data_dir>/control.jsonl``), a periodic journal flusher, a status logger,
-and the consumer, which takes inbound records one at a time from the bounded stream and hands them
+the journal retention task (``[retention]`` on old journal parts, at start and hourly), and the consumer, which takes inbound records one at a time from the bounded stream and hands them
 to the kernel (the one door). SIGINT/SIGTERM (or every feed finishing) starts a clean shutdown:
 feeds stop, open orders are cancelled or left per ``engine.on_shutdown``, in-flight executor
 requests drain, a final snapshot is written and the journal is flushed and fsynced.
+Before any of it, :meth:`Daemon.run` takes the single-instance lock (polybot.instance): one
+daemon per data dir and per account.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from .kernel import InboundRecord, Kernel
 from .logs import OrderLog
 from .recovery import SNAPSHOT_FILE, recover, write_snapshot
 from .report import SessionReport
+from .retention import next_part_number, retention_loop
 from .strategy import convert_params
 from .units import from_units
 from .wiring import _by_name, build_executor, build_kernel
@@ -97,6 +100,12 @@ class Daemon:
             # refuse to start (naming api.host) before anything runs: a non-loopback API needs a token
             self._api_token, self._api_token_from = resolve_token(
                 cfg.api, load_secrets(cfg).get("api_token"), self.data_dir, cfg.source_path or "<config>")
+        self.alerts: Any = None  # polybot.alerts.AlertService ([alerts]); silent until its task runs
+        if cfg.alerts.enabled and not record_only:
+            from .alerts import build_alert_service
+
+            # refuses (naming the key) a sink without its secret before anything runs
+            self.alerts = build_alert_service(cfg, self.kernel, feeds=[f.name for f in self.feeds])
 
     # ------------------------------------------------------------------------------ setup
 
@@ -115,6 +124,10 @@ class Daemon:
             k.journal = w
         elif self.cfg.engine.journal:
             k.journal = JournalWriter(self.journal_path, fsync=self.cfg.engine.fsync)
+            if self.recovered:
+                # the recovered state, pointing at the journal it continues (after a rotation
+                # cut short, a new one), before anything else happens
+                self.snapshot()
         k.timers.on_change.append(lambda _d: self._timers_changed.set())
         if not self.record_only:
             pc = self.cfg.portfolio
@@ -144,15 +157,27 @@ class Daemon:
         return ApiServer(self.cfg.api, self.monitor, token=self._api_token, control=control, executor=self.executor,
                          metrics=metrics, token_from=self._api_token_from)  # fmt: skip
 
+    def _door_control(self, send: ObjectSendStream[InboundRecord]) -> Any:
+        """``control(ev)`` for the alerts' commands, as the API's: one control input through the
+        door, returning once the kernel has processed it."""
+        from .events import ENCODER
+
+        async def control(ev: Any) -> None:
+            await send.send(InboundRecord(self.clock.now(), "control", ENCODER.encode(ev)))
+            done = anyio.Event()
+            await send.send(InboundRecord(self.clock.now(), _BARRIER, done))
+            await done.wait()
+
+        return control
+
     def _rotate_previous(self) -> None:
         """A fresh start must not append to an old session's journal (the file would no longer
         replay faithfully): move it, and its snapshot, aside as ``<name>.<n><suffix>``."""
         jp = self.journal_path
         if not jp.exists() or jp.stat().st_size == 0:
             return
-        n = 1
-        while (jp.parent / f"{jp.stem}.{n}{jp.suffix}").exists():
-            n += 1
+        # one past every part there is, compressed (.gz) or not: numbers stay in session order
+        n = next_part_number(jp, None if self.record_only else self.snapshot_path)
         jp.rename(jp.parent / f"{jp.stem}.{n}{jp.suffix}")
         if self.snapshot_path.exists() and not self.record_only:
             self.snapshot_path.rename(self.snapshot_path.parent / f"{self.snapshot_path.stem}.{n}{self.snapshot_path.suffix}")
@@ -164,9 +189,41 @@ class Daemon:
             return
         self.inputs_since_snapshot = 0
         try:
-            write_snapshot(self.snapshot_path, k, self.journal_path.name, k.journal.offset())
+            offset = k.journal.offset()
+            write_snapshot(self.snapshot_path, k, self.journal_path.name, offset)
         except Exception:  # noqa: BLE001 - the journal still has everything; recovery is slower
             logger.exception("state snapshot failed; recovery will replay more of the journal")
+            return
+        limit = self.cfg.engine.rotate_mb
+        if limit > 0 and offset >= limit * 1e6 and not isinstance(k.journal, RotatingJournalWriter):
+            try:
+                self._rotate_live()
+            except Exception:  # noqa: BLE001 - keep journaling into whatever file is open
+                logger.exception("journal rotation failed; the journal keeps growing")
+
+    def _rotate_live(self) -> None:
+        """Start a new journal part at a snapshot boundary. The snapshot just written holds the
+        whole state, so the full journal becomes ``journal.<n>.jsonl`` (a copy of that snapshot
+        as ``snapshot.<n>.json``: the state the next part starts from) and a fresh journal
+        starts at offset 0 with a snapshot pointing at it. A crash between the steps loses
+        nothing: with the journal renamed away, recovery restores the snapshot alone, and the
+        daemon's first snapshot after recovery points at the new journal."""
+        import shutil
+
+        k = self.kernel
+        jp, sp = self.journal_path, self.snapshot_path
+        n = next_part_number(jp, sp)
+        old = k.journal
+        assert old is not None
+        old.close()  # flushed and fsynced
+        part = jp.parent / f"{jp.stem}.{n}{jp.suffix}"
+        jp.rename(part)
+        tmp = sp.parent / f"{sp.stem}.{n}{sp.suffix}.tmp"
+        shutil.copyfile(sp, tmp)
+        tmp.rename(sp.parent / f"{sp.stem}.{n}{sp.suffix}")
+        k.journal = JournalWriter(jp, fsync=self.cfg.engine.fsync)
+        write_snapshot(sp, k, jp.name, 0)
+        logger.info("journal: part {} closed at {:.1f} MB ({}); a new part starts", n, part.stat().st_size / 1e6, part.name)
 
     # ------------------------------------------------------------------------------ tasks
 
@@ -302,7 +359,36 @@ class Daemon:
 
     # ------------------------------------------------------------------------------ main
 
+    instance_lock: Any = None  # polybot.instance.InstanceLock while running
+
     async def run(self) -> dict[str, Any]:
+        """Take the single-instance lock (refused with a ConfigError naming the other daemon),
+        run, and release it when done, failed or cancelled."""
+        self.lock_instance()
+        try:
+            return await self._run()
+        finally:
+            self.unlock_instance()
+
+    def lock_instance(self) -> None:
+        """The data dir's lock and, unless recording, the executor's account lock (polybot.instance)."""
+        from .instance import InstanceLock
+
+        account = "" if self.record_only else str(getattr(self.executor, "account_id", "") or "")
+        self.instance_lock = InstanceLock(self.data_dir, account_id=account,
+                                          config_path=self.cfg.source_path).acquire()  # fmt: skip
+
+    def unlock_instance(self) -> None:
+        if self.instance_lock is not None:
+            self.instance_lock.release()
+            self.instance_lock = None
+
+    def _stopping(self) -> bool:
+        """True once the clean shutdown has started (read from a worker thread too)."""
+        scope = getattr(self, "_feeds_scope", None)
+        return bool(scope is not None and scope.cancel_called)
+
+    async def _run(self) -> dict[str, Any]:
         k = self.kernel
         send, recv = anyio.create_memory_object_stream[InboundRecord](self.cfg.engine.queue_size)
         if self._api_token:  # listen first: a taken port refuses to start before anything is touched
@@ -335,8 +421,12 @@ class Daemon:
             tg.start_soon(self._control_inbox, send.clone())
             tg.start_soon(self._flusher)
             tg.start_soon(self._status)
+            if not self.record_only:  # [retention] on old journal parts: now, then hourly
+                tg.start_soon(retention_loop, self.journal_path, self.snapshot_path, self.cfg.retention, self._stopping)
             if self.api is not None:
                 tg.start_soon(self.api.run)
+            if self.alerts is not None:
+                tg.start_soon(self.alerts.run, self._door_control(send.clone()))
             async with anyio.create_task_group() as feeds_tg:
                 self._feeds_scope = feeds_tg.cancel_scope
                 feeds_tg.start_soon(self._signals, feeds_tg.cancel_scope)

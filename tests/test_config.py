@@ -250,6 +250,8 @@ def test_secrets_from_env() -> None:
         "POLYBOT_API_SECRET": API_SECRET, "POLYBOT_API_PASSPHRASE": PASSPHRASE,
         "POLYBOT_ODDS_API_KEY": "odds-key", "POLYBOT_API_TOKEN": "operator-token-0123456789", "UNRELATED": "x",
     }  # fmt: skip
+    # every other secret key (RPC URL, relayer key, alert sinks) comes from POLYBOT_<KEY> the same way
+    env |= {f"POLYBOT_{k.upper()}": f"value-of-{k}" for k in SECRET_KEYS if f"POLYBOT_{k.upper()}" not in env}
     s = load_secrets(parse_config({}), env)
     assert s.get("odds_api_key") == "odds-key"
     assert s.get("api_token") == "operator-token-0123456789"
