@@ -22,7 +22,7 @@ ADDRESS = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
 
 def live_config(sim: SimServer, data_dir: Path, *, executor: dict[str, Any] | None = None,
                 engine: dict[str, Any] | None = None, secrets_file: str = "",
-                strategies: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+                strategies: dict[str, Any] | None = None, wallet: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
     url = sim.rest_url
     ex = {"rest_url": url, "ws_url": url.replace("http", "ws", 1) + "/ws/user", "data_url": url,
           "geoblock_url": url + "/api/geoblock", "heartbeat_s": 0.5, "request_timeout_s": 2.0,
@@ -42,6 +42,9 @@ def live_config(sim: SimServer, data_dir: Path, *, executor: dict[str, Any] | No
     }  # fmt: skip
     if secrets_file:
         cfg["secrets"] = {"file": secrets_file}
+    if wallet is not None:  # the simulator's fake chain (adapters/polymarket/simchain.py)
+        cfg["wallet"] = {"rpc_url": sim.rpc_url, "relayer_url": sim.relayer_url, "confirmations": 1,
+                         "poll_interval_s": 0.05, "resend_after_s": 1.0, "receipt_timeout_s": 10.0, **wallet}
     return cfg
 
 

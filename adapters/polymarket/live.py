@@ -21,19 +21,33 @@ synchronously after journaling; those only queue. Everything else runs in the ex
   positions (Data API v2); orders the journal does not know are cancelled, adopted or left
   (``unknown_orders``); position differences become ``PositionCorrected`` events;
 * **the dead-man switch**: heartbeats every ``heartbeat_s`` (the venue cancels every resting order
-  when they stop for 10 s); a venue-wide cancel-all on halt (``cancel_all_on``).
+  when they stop for 10 s); a venue-wide cancel-all on halt (``cancel_all_on``);
+* **a second process on the same key**: open orders at the venue that the journal does not know,
+  found at start, mean another process may be trading this key: the executor refuses to run
+  (``unknown_orders = "refuse"``, the default) unless told to ``adopt`` or ``cancel`` them (or
+  ``leave`` them be);
+* **on-chain position actions** (:meth:`ClobExecutor.act`: merge, split, redeem, convert) run in
+  their own task, one at a time (the wallet's nonce): built with :mod:`.chain`, sent with an EOA's
+  own transaction (:mod:`.wallet`) or through Polymarket's relayer for proxy / Safe / deposit
+  wallets (:mod:`.relayer`), reported ``PositionActionSent`` then ``PositionActionDone`` (the
+  receipt confirmed: collateral from its ``Transfer`` logs, gas) or ``PositionActionFailed``.
+  What was signed is written ahead (``<data_dir>/chain_actions.jsonl``, fsynced) so a restart
+  resumes an action in flight instead of sending it again.
 
 Every answer reaches the kernel through its one door as a record from ``exec.clob`` (journaled,
 so a faithful replay reproduces the session); the raw user-channel frames are journaled too, from
 ``polymarket.user``, with the API key in ``owner`` fields replaced by a stable alias.
 ``dry_run = true`` signs and journals every order (``OrderSigned`` with ``dry_run``) and sends
-nothing: orders are accepted locally and never fill.
+nothing: orders are accepted locally and never fill; a position action is built and signed (the
+chain and the relayer are read, for nonces and gas) and reported failed ("dry run: not sent")
+with the signed hash.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+import os
 import random
 import time
 from collections.abc import Sequence
@@ -60,9 +74,14 @@ from polybot.events import (
     OrderRejected,
     OrderSigned,
     OrderUnknown,
+    PositionAction,
+    PositionActionDone,
+    PositionActionFailed,
+    PositionActionSent,
     PositionCorrected,
     TradingStateChanged,
 )
+from polybot.config import ConfigError
 from polybot.execution import Executor
 from polybot.execution.rules import fill_fee
 from polybot.units import SCALE, to_units
@@ -77,6 +96,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from polybot.config import Config
     from polybot.execution.orders import Order
     from polybot.kernel import InboundRecord, Kernel
+
+    from .wallet import ChainWallet, Pending, WalletSettings
 
 USER_SOURCE = "polymarket.user"
 BATCH_MAX = 15
@@ -106,8 +127,14 @@ class ClobParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     dry_run: bool = False
     heartbeat_s: float = 5.0  # 0 = no dead-man switch
     request_timeout_s: float = 5.0
-    #: orders at the venue that the journal does not know: cancel them, adopt them, or leave them
-    unknown_orders: Literal["cancel", "adopt", "leave"] = "cancel"
+    #: orders at the venue that the journal does not know. At start they mean another process
+    #: may be trading this key: "refuse" stops the executor (and the daemon) with an error;
+    #: "cancel" cancels them, "adopt" takes them over, "leave" ignores them. Later (after a
+    #: reconnect) "refuse" leaves them and reports an error.
+    unknown_orders: Literal["refuse", "cancel", "adopt", "leave"] = "refuse"
+    #: on-chain position actions (merge, split, redeem, convert; settings in [wallet]); false
+    #: refuses every one (reported failed)
+    chain_actions: bool = True
     #: venue-wide cancel-all (DELETE /cancel-all) when trading halts
     cancel_all_on: list[Literal["halt", "reducing"]] = msgspec.field(default_factory=lambda: ["halt"])
     #: condition ids for the user channel ([] = every market of the account)
@@ -133,6 +160,31 @@ class HttpError(Exception):
     @property
     def maybe_processed(self) -> bool:
         return self.status == 0 or self.status >= 500 or self.status == 425
+
+
+class UnknownOrdersError(ConfigError):
+    """Open orders at the venue that the journal does not know, at start, with
+    ``unknown_orders = "refuse"``: another process may be trading this key. Stops the daemon."""
+
+
+def unknown_orders_message(n: int, sample: Sequence[str]) -> str:
+    eg = ", ".join(h[:18] + "…" for h in list(sample)[:3])
+    return (f"executor.params.unknown_orders: refusing to run: {n} open order(s) at the venue that this daemon's "
+            f"journal does not know ({eg}). Another process may be trading this key: stop it first. To take "
+            f"them over set [executor] params unknown_orders = \"adopt\", to cancel them \"cancel\" "
+            f"(\"leave\" ignores them)")  # fmt: skip
+
+
+class _ActJob(msgspec.Struct):
+    """A position action with what the kernel knew when it was decided (captured by act())."""
+
+    action: PositionAction
+    info: Any = None  # MarketInfo | None
+    convert: dict[str, Any] = {}  # asset id -> MarketInfo (a convert's NO tokens)
+    sizes: tuple[int, ...] = ()  # the account's shares of the market's outcomes (portfolio)
+
+
+ACTIONS_FILE = "chain_actions.jsonl"
 
 
 class TokenBucket:
@@ -254,6 +306,7 @@ class ClobExecutor(Executor):
     asynchronous = True
     doctor_module = "adapters.polymarket.doctor"
     bench_module = "adapters.polymarket.livebench"
+    wallet_module = "adapters.polymarket.wallet"  # `polybot wallet status | approve | wrap`
 
     def __init__(self, **params: Any) -> None:
         super().__init__()
@@ -289,6 +342,18 @@ class ClobExecutor(Executor):
         self.heartbeat_failures = 0
         self.user_connects = 0
         self.resends = 0
+        # on-chain position actions: their own queue and task (one at a time: the wallet's nonce)
+        self._act_q, self._act_recv = anyio.create_memory_object_stream[_ActJob](math.inf)
+        self._acting = 0
+        self._queued_actions: set[str] = set()
+        self._wallet_settings: WalletSettings | None = None
+        self._key_signer: Any = None
+        self._chain: ChainWallet | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._actions_path: Path | None = None
+        self._unknown_checked = False  # the start check of unknown orders has run
+        self.actions_done = 0
+        self.actions_failed = 0
 
     # ------------------------------------------------------------------ configuration
 
@@ -307,6 +372,15 @@ class ClobExecutor(Executor):
                                      funder=self.params.funder)  # fmt: skip
         except ValueError as exc:
             raise ConfigError(f"executor.params: {exc}") from None
+        from .keys import KeySigner
+        from .wallet import settings_from
+
+        p = self.params
+        self._wallet_settings = settings_from(cfg, secrets, {"signature_type": p.signature_type, "funder": p.funder,
+                                                             "chain_id": p.chain_id})  # fmt: skip
+        self._key_signer = KeySigner(pk)
+        if cfg.engine.data_dir:
+            self._actions_path = Path(cfg.engine.data_dir) / ACTIONS_FILE
         if all(secrets.get(k) for k in ("api_key", "api_secret", "api_passphrase")):
             self.api = ApiCreds(secrets.get("api_key") or "", secrets.get("api_secret") or "",
                                 secrets.get("api_passphrase") or "")  # fmt: skip
@@ -354,12 +428,37 @@ class ClobExecutor(Executor):
         self._in_flight += 1
         self._send_q.send_nowait(("cancel", order))
 
+    def act(self, action: PositionAction) -> None:
+        """Queue an on-chain position action (already journaled and fsynced) for the actions
+        task, with the catalog's view of its market as of now."""
+        k = self.kernel
+        info = k.catalog.market(action.market) if k is not None else None
+        conv = {aid: m for aid in action.asset_ids if k is not None and (m := k.catalog.for_asset(aid)) is not None}
+        sizes = tuple(k.portfolio.size(a) for a in info.asset_ids) if k is not None and info is not None else ()
+        self._queued_actions.add(action.action_id)
+        self._acting += 1
+        try:
+            self._act_q.send_nowait(_ActJob(action, info, conv, sizes))
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            self._acting -= 1
+            logger.error("clob executor: on-chain {} {} after the executor closed: not sent", action.action, action.action_id)
+
+    @property
+    def account_id(self) -> str:
+        """``<signer address>:<funder address>`` (the account an instance lock guards); "" before
+        :meth:`configure`."""
+        if self.creds is None:
+            return ""
+        return f"{self.creds.address}:{self.creds.funder}"
+
     def idle(self) -> bool:
-        return self._in_flight == 0
+        return self._in_flight == 0 and self._acting == 0
 
     def close(self) -> None:
         self._send_q.close()
         self._recv_q.close()
+        self._act_q.close()
+        self._act_recv.close()
 
     # ------------------------------------------------------------------ helpers
 
@@ -404,16 +503,21 @@ class ClobExecutor(Executor):
 
         self._out, self._clock = send, clock
         async with send:
-            if self.dry_run:
-                await self._worker()
-                return
             async with aiohttp.ClientSession() as session:
+                self._session = session
+                if self.dry_run:  # no order leaves; actions read the chain (nonce, gas) and sign only
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(self._action_worker)
+                        await self._worker()
+                    return
                 assert self.creds is not None
                 self.clob = Clob(session, self.params.rest_url, self.creds, self.api, self.params.request_timeout_s)
                 await self._ensure_api_creds()
                 self._learn_hashes()
+                await self._check_unknown_orders()  # before anything is sent
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(self._worker)
+                    tg.start_soon(self._action_worker)
                     if self.params.heartbeat_s > 0:
                         tg.start_soon(self._heartbeat_loop)
                     if self.params.ws_url:
@@ -456,6 +560,232 @@ class ClobExecutor(Executor):
                 self._recovered.add(o.client_id)
         if self._recovered:
             logger.warning("{} order(s) without a venue answer in the journal: looking them up by hash", len(self._recovered))
+
+    async def _check_unknown_orders(self) -> None:
+        """At start, with ``unknown_orders = "refuse"``: open orders at the venue that the journal
+        does not know stop the executor (UnknownOrdersError). When the venue cannot be asked
+        now, the first reconciliation does the check."""
+        if self.params.unknown_orders != "refuse":
+            self._unknown_checked = True
+            return
+        try:
+            venue_open = await self._pages("/data/orders")
+        except HttpError as err:
+            logger.warning("could not list the venue's open orders at start ({}): the first reconciliation checks them", err)
+            return
+        stray = [str(v.get("id")) for v in venue_open if str(v.get("id")) not in self._by_hash]
+        if stray:
+            msg = unknown_orders_message(len(stray), stray)
+            logger.critical(msg)
+            await self._report([ExecutorNotice(ts=0, executor=self.name, kind="unknown_orders_refused", detail=msg[:300])])
+            raise UnknownOrdersError(msg)
+        self._unknown_checked = True
+
+    # ---------------------------------------------------------------- on-chain actions
+
+    def _wallet(self) -> ChainWallet:
+        if self._chain is None:
+            from .wallet import ChainWallet
+
+            if self._wallet_settings is None or self._key_signer is None or self._session is None:
+                raise RuntimeError("the executor is not configured for on-chain actions (configure() not called)")
+            self._chain = ChainWallet(self._session, self._wallet_settings, self._key_signer)
+        return self._chain
+
+    def _act_common(self, a: PositionAction) -> dict[str, Any]:
+        return dict(action_id=a.action_id, action=a.action, market=a.market, strategy=a.strategy)
+
+    async def _act_failed(self, a: PositionAction, reason: str, tx_hash: str = "") -> None:
+        self.actions_failed += 1
+        logger.warning("on-chain {} {} failed: {}", a.action, a.action_id, reason)
+        self._wal(a.action_id, {"stage": "failed", "reason": reason[:300]})
+        await self._report([PositionActionFailed(ts=0, reason=reason[:300], tx_hash=tx_hash, **self._act_common(a))])
+
+    async def _action_worker(self) -> None:
+        recv = self._act_recv
+        async with recv:
+            if not self.dry_run:
+                try:
+                    await self._resume_actions()
+                except Exception:  # noqa: BLE001 - resuming must not end the task
+                    logger.exception("clob executor: resuming on-chain actions after a restart failed")
+            while True:
+                try:
+                    job = await recv.receive()
+                except (anyio.EndOfStream, anyio.ClosedResourceError):
+                    return
+                try:
+                    await self._do_action(job)
+                except Exception as exc:  # noqa: BLE001 - an action that cannot run is failed, never lost
+                    logger.exception("clob executor: on-chain {} {} failed unexpectedly", job.action.action, job.action.action_id)
+                    await self._act_failed(job.action, f"internal error: {type(exc).__name__}: {exc}")
+                finally:
+                    self._acting -= 1
+
+    async def _do_action(self, job: _ActJob) -> None:
+        """Plan, sign, send and confirm one action; reports Sent, then Done or Failed."""
+        from .chain import ChainError, plan_action
+        from .relayer import RelayerError
+        from .rpc import RpcError
+        from .wallet import TxFailed
+
+        a, info = job.action, job.info
+        if not self.params.chain_actions:
+            return await self._act_failed(a, "on-chain actions are off (executor param chain_actions = false)")
+        if info is None:
+            return await self._act_failed(a, "market not in the catalog")
+        try:
+            w = self._wallet()
+            balances = None
+            if a.action == "redeem" and info.version == "v2":
+                balances = await self._v2_balances(w, info, job.sizes)
+            plan = plan_action(a, info, w.c, convert_markets=job.convert, balances=balances)
+            pending = await w.prepare(plan.calls, metadata=f"polybot {a.action} {a.action_id}")
+        except (ChainError, TxFailed, RpcError, RelayerError, ValueError) as exc:
+            return await self._act_failed(a, f"not sent: {getattr(exc, 'reason', '') or exc}")
+        if self.dry_run:
+            return await self._act_failed(a, "dry run: not sent", pending.hashes[0] if pending.hashes else "")
+        self._wal(a.action_id, {"stage": "signed", "via": pending.via, "hashes": pending.hashes,
+                                "raws": [t.raw_hex for t in pending.txs], "tokens": list(plan.collateral_tokens),
+                                "funder": w.funder, "amount": a.amount})  # fmt: skip
+        try:
+            sent = await w.send(pending)
+        except (TxFailed, RpcError, RelayerError) as exc:
+            return await self._act_failed(a, f"refused: {getattr(exc, 'reason', '') or exc}", pending.hashes[0] if pending.hashes else "")
+        if pending.via == "relayer":
+            self._wal(a.action_id, {"stage": "sent", "relayer_id": sent})
+        logger.info("on-chain {} {} sent via {}: {}", a.action, a.action_id, pending.via, sent)
+        await self._report([PositionActionSent(ts=0, tx_hash=sent, via=pending.via, **self._act_common(a))])
+        await self._confirm_action(a, w, pending, sent, plan.collateral_tokens)
+
+    async def _confirm_action(self, a: PositionAction, w: ChainWallet, pending: Pending, sent: str,
+                              tokens: Sequence[str]) -> None:  # fmt: skip
+        from .chain import collateral_delta
+        from .relayer import RelayerError
+        from .rpc import RpcError
+        from .wallet import TxFailed
+
+        try:
+            o = await w.confirm(pending, sent)
+        except TxFailed as exc:
+            return await self._act_failed(a, exc.reason, exc.tx_hash or sent)
+        except (RelayerError, RpcError) as exc:
+            return await self._act_failed(a, str(exc), sent)
+        except TimeoutError:
+            return await self._act_failed(a, f"not mined within {w.s.receipt_timeout_s:g} s", sent)
+        if o.status != 1:
+            return await self._act_failed(a, f"reverted on chain (block {o.block})", o.tx_hash)
+        collateral = collateral_delta(o.logs, tuple(tokens), w.funder) if o.logs else 0
+        self.actions_done += 1
+        done = dict(tx_hash=o.tx_hash, amount=a.amount, collateral=collateral, gas_used=o.gas_used,
+                    gas_cost=o.gas_cost, block=o.block)  # fmt: skip
+        self._wal(a.action_id, {"stage": "done", **done})
+        logger.info("on-chain {} {} confirmed in block {}: {} collateral, gas {}", a.action, a.action_id, o.block,
+                    collateral, o.gas_used)  # fmt: skip
+        await self._report([PositionActionDone(ts=0, **done, **self._act_common(a))])
+
+    async def _v2_balances(self, w: ChainWallet, info: MarketInfo, sizes: tuple[int, ...]) -> tuple[int, int]:
+        """A Protocol-V2 redeem names its amounts: the position balances on chain (the
+        portfolio's when there is no RPC)."""
+        from .chain import decode_uint, erc1155_balance_of
+
+        if w.rpc is None:
+            return (sizes + (0, 0))[0], (sizes + (0, 0))[1]
+        pm = w.c.need("position_manager")
+        out = []
+        for aid in info.asset_ids[:2]:
+            c = erc1155_balance_of(pm, w.funder, int(aid))
+            out.append(decode_uint(await w.rpc.eth_call(c.to, c.data_hex)))
+        return out[0], out[1]
+
+    # -- the write-ahead record of actions in flight (a restart resumes, never re-signs)
+
+    def _wal(self, action_id: str, rec: dict[str, Any]) -> None:
+        path = self._actions_path
+        if path is None or self.dry_run:
+            return
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "ab") as f:
+                f.write(msgspec.json.encode({"action_id": action_id, **rec}) + b"\n")
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:
+            logger.error("cannot write {}: {} (a restart could not resume this action)", path, exc)
+
+    def _wal_read(self) -> dict[str, dict[str, Any]]:
+        path = self._actions_path
+        out: dict[str, dict[str, Any]] = {}
+        if path is None or not path.exists():
+            return out
+        for line in path.read_bytes().splitlines():
+            try:
+                r = msgspec.json.decode(line)
+            except msgspec.DecodeError:
+                continue  # a torn last line
+            if isinstance(r, dict) and isinstance(r.get("action_id"), str):
+                prev = out.get(r["action_id"], {})
+                out[r["action_id"]] = {**prev, **r}
+        return out
+
+    async def _resume_actions(self) -> None:
+        """After a restart: the kernel's actions still pending, from the write-ahead record:
+        signed EOA transactions are broadcast again (the same bytes) and confirmed; a relayer
+        transaction is polled; a confirmed one is reported again; one never signed failed."""
+        from .chain import Call
+        from .wallet import Pending, SignedTx
+
+        k = self.kernel
+        if k is None or not hasattr(k, "pending_actions"):
+            return
+        recs = self._wal_read()
+        pending = [a for a in k.pending_actions() if a.action_id not in self._queued_actions]
+        if self._actions_path is not None and self._actions_path.exists() and not pending:
+            self._actions_path.unlink(missing_ok=True)  # nothing in flight: start a fresh record
+        for a in pending:
+            r = recs.get(a.action_id)
+            stage = (r or {}).get("stage")
+            if r is None or stage not in ("signed", "sent", "done"):
+                await self._act_failed(a, "interrupted by a restart before it was sent; not sent again"
+                                       if r is None else f"failed before the restart: {r.get('reason', '')}")  # fmt: skip
+                continue
+            if stage == "done":
+                await self._report([PositionActionDone(ts=0, tx_hash=str(r.get("tx_hash", "")), amount=int(r.get("amount", 0)),
+                                                       collateral=int(r.get("collateral", 0)), gas_used=int(r.get("gas_used", 0)),
+                                                       gas_cost=int(r.get("gas_cost", 0)), block=int(r.get("block", 0)),
+                                                       **self._act_common(a))])  # fmt: skip
+                continue
+            try:
+                w = self._wallet()
+            except Exception as exc:  # noqa: BLE001
+                await self._act_failed(a, f"cannot resume after a restart: {exc}")
+                continue
+            tokens = tuple(r.get("tokens") or ())
+            if r.get("via") == "relayer":
+                tid = r.get("relayer_id")
+                if not tid:
+                    await self._act_failed(a, "outcome unknown: the relayer submission was interrupted by a restart "
+                                              "(reconciliation corrects the positions if it went through)")  # fmt: skip
+                    continue
+                p = Pending([Call(w.funder, b"")], "relayer")
+                from .relayer import Prepared
+
+                p.relayed = Prepared({}, "", p.calls, "")
+                logger.info("resuming on-chain {} {}: relayer transaction {}", a.action, a.action_id, tid)
+                await self._confirm_action(a, w, p, str(tid), tokens)
+                continue
+            txs = [SignedTx(Call(w.funder, b""), {}, bytes.fromhex(raw[2:]), h)
+                   for raw, h in zip(r.get("raws") or [], r.get("hashes") or [], strict=False)]  # fmt: skip
+            if not txs or w.tx is None:
+                await self._act_failed(a, "cannot resume after a restart: no signed transaction or no RPC")
+                continue
+            for t in txs:  # the same bytes again: mined already (known) or now; never a second action
+                try:
+                    await w.tx.send(t)
+                except Exception as exc:  # noqa: BLE001 - "nonce too low" etc.: the receipt says
+                    logger.info("resuming {}: re-broadcast of {}: {}", a.action_id, t.hash, exc)
+            logger.info("resuming on-chain {} {}: {}", a.action, a.action_id, ", ".join(t.hash for t in txs))
+            await self._confirm_action(a, w, Pending([t.call for t in txs], "rpc", txs=txs), txs[0].hash, tokens)
 
     # ---------------------------------------------------------------- orders out
 
@@ -927,6 +1257,7 @@ class ClobExecutor(Executor):
             venue_open = {str(v.get("id")): v for v in await self._pages("/data/orders")}
             events: list[Event] = []
             stray: list[str] = []
+            refused: list[str] = []
             for h, v in venue_open.items():
                 cid = self._by_hash.get(h)
                 o = self._order(cid) if cid else None
@@ -949,8 +1280,22 @@ class ClobExecutor(Executor):
                         summary["adopted"] += 1
                 elif policy == "cancel":
                     stray.append(h)
+                elif policy == "refuse":
+                    refused.append(h)
                 else:
                     summary["left_unknown"] += 1
+            if refused:
+                msg = unknown_orders_message(len(refused), refused)
+                if not self._unknown_checked:  # the start check could not run: this is it
+                    logger.critical(msg)
+                    await self._report([ExecutorNotice(ts=0, executor=self.name, kind="unknown_orders_refused", detail=msg[:300])])
+                    raise UnknownOrdersError(msg)
+                logger.error("reconciliation ({}): {} open order(s) at the venue the journal does not know (another "
+                             "process on this key?): left alone", why, len(refused))  # fmt: skip
+                events.append(ExecutorNotice(ts=0, executor=self.name, kind="unknown_orders",
+                                             detail=f"{len(refused)} unknown open order(s) left: {', '.join(refused[:3])}"))  # fmt: skip
+                summary["left_unknown"] += len(refused)
+            self._unknown_checked = True
             await self._report(events)
             if stray:
                 try:

@@ -18,14 +18,19 @@ One aiohttp server (127.0.0.1, ephemeral port by default) speaks the protocol of
   ``/events`` (also ``series_id``, ``tag_slug``), ``/events/keyset``, ``/events/{id}``, ``/series``.
 * Control (JSON, GET or POST, parameters in the query or a JSON body) under ``/_sim/``:
   ``state``, ``step``, ``pause``, ``resume``, ``drop``, ``freeze``, ``malformed``, ``crossed``,
-  ``tick_size``, ``trade``, ``resolve``, ``add_market``, ``sports``; the same operations are methods of
-  :class:`SimServer`. Other actions go to the exchange.
+  ``tick_size``, ``trade``, ``resolve``, ``add_market``, ``sports``, ``advance`` (``seconds``: jump
+  the simulator's time), ``series``; the same operations are methods of :class:`SimServer`. Other
+  actions go to the exchange.
 * Sports (``SimConfig.sports``, :class:`~adapters.polymarket.simsports.SimSports`,
   ``server.sports``): a live basketball game with the score feed ``/ws/sports`` (Polymarket's
   sports WebSocket), The Odds API v4 ``/v4/sports/{sport}/odds``, Gamma ``/series`` and a
   moneyline market (outcomes [home, away]) whose book re-centres on the game's TRUE win
   probability ``market_lag_s`` after each score; the random walk leaves it alone. Driven by
   :meth:`SimServer.sports_tick` with ``autostart=False``.
+* Series (``SimConfig.series``, :class:`~adapters.polymarket.simseries.SimSeries`,
+  ``server.series``): recurring up/down markets (``btc-updown-5m``, ...), one per window under its
+  real slug, listed at Gamma ``series_ahead`` windows ahead, walked like the others, resolved at
+  the window's end (``market_resolved``, Gamma closed). :meth:`SimServer.advance` jumps time.
 * Trading (:class:`~adapters.polymarket.simexchange.SimExchange`, ``server.exchange``): L1/L2
   auth, ``POST /order`` and ``/orders``, cancels, ``/data/orders``, ``/data/order/{id}``,
   ``/data/trades``, ``/balance-allowance``, ``/v1/heartbeats``, the user channel ``/ws/user``,
@@ -69,9 +74,11 @@ from loguru import logger
 from polybot.bookhash import book_hash_wire, ltp_candidates, ltp_str
 from polybot.units import ONE, from_units, to_units
 
+from .simchain import SimChain
 from .simexchange import SimExchange
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .simseries import SimSeries
     from .simsports import SimSports
 
 SOURCE = "polymarket.market"
@@ -127,6 +134,13 @@ class SimConfig(msgspec.Struct, kw_only=True):
     ping_interval_s: float = 5.0  # /ws/sports: the server's "ping" period
     pong_timeout_s: float = 10.0  # ... and how long a "pong" may take before the server closes
     odds_quota: int = 500  # The Odds API credits per apiKey
+    # the fake chain (adapters/polymarket/simchain.py: JSON-RPC at /rpc, the relayer at /relayer)
+    chain_block_s: float = 1.0  # an empty block this often (confirmations accrue)
+    chain_pol: str = "10"  # POL (gas) every account starts with on the fake chain
+    # recurring up/down series (adapters/polymarket/simseries.py): a market per window, real slugs
+    series: list[str] = []  # e.g. ["btc-updown-5m"]
+    series_ahead: int = 1  # windows listed at Gamma ahead of the current one
+    series_resolve_delay_s: float = 0.0  # a window resolves this long after it ends
 
     def __post_init__(self) -> None:
         if self.tick_size not in TICKS:
@@ -136,7 +150,9 @@ class SimConfig(msgspec.Struct, kw_only=True):
         for name in ("trade_prob", "split_prob", "tick_change_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1]")
-        for name in ("cash", "allowance"):
+        if self.chain_block_s < 0:
+            raise ValueError("chain_block_s must be >= 0")
+        for name in ("cash", "allowance", "chain_pol"):
             v = getattr(self, name)
             if v is not None and to_units(str(v)) < 0:  # to_units raises on non-decimals
                 raise ValueError(f"{name} must be >= 0")
@@ -144,6 +160,16 @@ class SimConfig(msgspec.Struct, kw_only=True):
             raise ValueError("heartbeat_timeout_s > 0 and 0 <= mined_ms <= confirmed_ms required")
         if self.sports:
             self._check_sports()
+        if self.series:
+            from .simseries import is_updown_series
+
+            bad = [s for s in self.series if not isinstance(s, str) or not is_updown_series(s)]
+            if bad:
+                raise ValueError(f"series: not recurring up/down series (e.g. btc-updown-5m): {bad!r}")
+            if self.recording:
+                raise ValueError("series cannot be combined with a recording")
+            if self.series_ahead < 0 or not self.series_resolve_delay_s >= 0:
+                raise ValueError("series_ahead >= 0 and series_resolve_delay_s >= 0 required")
 
     def _check_sports(self) -> None:
         from .simsports import LEAGUES, team_names
@@ -223,6 +249,7 @@ class _Market:
         self.neg_risk = False  # enters the book hash, /neg-risk, Gamma and the order domain
         self.outcomes: tuple[str, str] = ("Yes", "No")  # of (yes, no); a sports market: (home, away)
         self.sports: Any = None  # the simsports game run of a sports market
+        self.window: Any = None  # the simseries window of a recurring up/down market
 
     @property
     def assets(self) -> tuple[str, str]:
@@ -452,7 +479,8 @@ class SimServer:
 
     def __init__(self, config: SimConfig | None = None) -> None:
         self.config = cfg = config or SimConfig()
-        self._clock = cfg.clock
+        self._clock_offset_ns = 0  # advance() moves the simulator's time forward by this much
+        self._clock: Callable[[], int] = self._now
         seed = cfg.seed
         self._rng = random.Random(f"polybot-sim/{seed}/walk")
         self._ids = random.Random(f"polybot-sim/{seed}/ids")
@@ -480,11 +508,22 @@ class SimServer:
             for _ in range(cfg.n_markets):
                 self._new_market()
         self.exchange = SimExchange(self, cfg)
+        self.chain = SimChain(cfg.chain_id, block_time_s=cfg.chain_block_s, server=self,
+                              default_pol=to_units(str(cfg.chain_pol)) * 10**12)  # fmt: skip
         self.sports: SimSports | None = None
         if cfg.sports:
             from .simsports import SimSports
 
             self.sports = SimSports(self, cfg)
+        self.series: SimSeries | None = None
+        if cfg.series:
+            from .simseries import SimSeries as _SimSeries
+
+            self.series = _SimSeries(self, cfg)
+
+    def _now(self) -> int:
+        """The simulator's time (ns): ``SimConfig.clock`` plus what :meth:`advance` added."""
+        return int(self.config.clock()) + self._clock_offset_ns
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -509,6 +548,7 @@ class SimServer:
         r.add_get("/series", self._h_series)
         r.add_route("*", "/_sim/{action}", self._h_control)
         self.exchange.add_routes(r)
+        self.chain.add_routes(r)  # /rpc (JSON-RPC), /rpc/_chain/<control>, /relayer/...
         if self.sports is not None:
             self.sports.add_routes(r)
         r.add_get("/", self._h_index)
@@ -521,6 +561,8 @@ class SimServer:
         self.exchange.start()
         if self.sports is not None:
             self.sports.start(self.config.autostart)
+        if self.series is not None:
+            self.series.start(self.config.autostart)
         if self.config.autostart:
             loop = self._replay_loop() if self._replay is not None else self._walk_loop()
             self._task = asyncio.get_running_loop().create_task(loop)
@@ -536,6 +578,8 @@ class SimServer:
             self._task = None
         if self.sports is not None:
             await self.sports.stop()
+        if self.series is not None:
+            await self.series.stop()
         await self.exchange.stop()
         for c in list(self._conns):
             try:
@@ -570,6 +614,15 @@ class SimServer:
     @property
     def ws_url(self) -> str:
         return f"ws://{self.config.host}:{self.port}{WS_PATH}"
+
+    @property
+    def rpc_url(self) -> str:
+        """The fake chain's JSON-RPC endpoint (its controls: ``{rpc_url}/_chain/<action>``)."""
+        return f"{self.rest_url}/rpc"
+
+    @property
+    def relayer_url(self) -> str:
+        return f"{self.rest_url}/relayer"
 
     @property
     def user_ws_url(self) -> str:
@@ -1251,6 +1304,7 @@ class SimServer:
         w = str(winner).lower() if winner is not None else "yes"
         win = m.no if w in ("no", "1", m.no, m.outcomes[1].lower()) else m.yes
         m.resolved, m.winner = True, win
+        self.chain.report_market(m.cid, 0 if win == m.yes else 1)  # the condition's payouts on chain
         ts = str(self._next_ts())
         frame = {"id": m.gamma_id, "market": m.cid, "assets_ids": [m.yes, m.no], "winning_asset_id": win,
                  "winning_outcome": m.outcomes[0] if win == m.yes else m.outcomes[1], "event_message": None,
@@ -1316,6 +1370,8 @@ class SimServer:
                "last_timestamp": str(self._last_ts), "markets": markets, "assets": assets}  # fmt: skip
         if self.sports is not None:
             out["sports"] = self.sports.state()
+        if self.series is not None:
+            out["series"] = self.series.state()
         return out
 
     # -- sports (SimConfig.sports) ----------------------------------------------------------------
@@ -1330,6 +1386,29 @@ class SimServer:
     def match_delay_s(self, m: _Market) -> int:
         """The matching delay of marketable orders on ``m`` now (Gamma ``secondsDelay`` while its game is live)."""
         return self.sports.match_delay_s(m) if self.sports is not None and m.sports is not None else 0
+
+    # -- time and series (SimConfig.series) -----------------------------------------------------
+
+    def advance(self, seconds: float) -> list[str]:
+        """Move the simulator's time forward by ``seconds`` at once (REST, Gamma, frame timestamps,
+        the exchange and the series all follow), then list and resolve the series windows due and
+        catch the sports timeline up; returns the frames sent."""
+        s = float(seconds)
+        if not 0 <= s < 10 * 365 * 86_400:
+            raise ValueError(f"seconds must be >= 0 (and below ten years), not {seconds!r}")
+        self._clock_offset_ns += round(s * 1_000_000_000)
+        now = self._clock()
+        out = self.series.tick(now) if self.series is not None else []
+        if self.sports is not None:
+            out += self.sports.advance(now)
+        return out
+
+    def series_tick(self, now_ns: int | None = None) -> list[str]:
+        """List the series windows due at ``now_ns`` (default: the clock) and resolve the ended
+        ones now; returns the frames sent. :meth:`advance` calls it; so does the autostart task."""
+        if self.series is None:
+            raise ValueError("the simulator runs no series (SimConfig.series is empty)")
+        return self.series.tick(int(self._clock()) if now_ns is None else int(now_ns))
 
     # -- HTTP handlers -------------------------------------------------------------------------
 
@@ -1405,6 +1484,8 @@ class SimServer:
             "umaResolutionStatuses": "[]", "feesEnabled": True, "feeType": "sim_fees",
             "feeSchedule": dict(FEE_SCHEDULE), "version": "v1",
         }  # fmt: skip
+        if self.series is not None and m.window is not None:
+            return self.series.gamma_market(m, g)
         return self.sports.gamma_market(m, g) if self.sports is not None and m.sports is not None else g
 
     def _gamma_event(self, m: _Market) -> dict[str, Any]:
@@ -1415,6 +1496,8 @@ class SimServer:
               "enableOrderBook": True, "negRisk": m.neg_risk, "enableNegRisk": m.neg_risk,
               "negRiskAugmented": False,
               "markets": [g], "series": [], "tags": [], "version": "v1"}  # fmt: skip
+        if self.series is not None and m.window is not None:
+            return self.series.gamma_event(m, ev)
         return self.sports.gamma_event(m, ev) if self.sports is not None and m.sports is not None else ev
 
     @staticmethod
@@ -1495,13 +1578,23 @@ class SimServer:
         return [m for m in self._all_markets()
                 if (not ids or str(800_000 + m.idx) in ids) and (not slugs or m.slug in slugs)
                 and (closed is None or m.resolved == closed)
-                and (self.sports.event_matches(m, series, tags) if self.sports is not None
-                     else not series and not tags)]  # fmt: skip
+                and self._event_matches(m, series, tags)]  # fmt: skip
+
+    def _event_matches(self, m: _Market, series: set[str], tags: set[str]) -> bool:
+        if self.series is not None and m.window is not None:
+            return self.series.event_matches(m, series, tags)
+        if self.sports is not None:
+            return self.sports.event_matches(m, series, tags)
+        return not series and not tags
 
     async def _h_series(self, request: web.Request) -> web.Response:
-        """Gamma ``/series`` (filter ``slug``): the sports league's series, if a game runs."""
+        """Gamma ``/series`` (filter ``slug``): the sports league's series if a game runs, and the
+        recurring up/down series (``SimConfig.series``)."""
         slugs = self._multi(request, "slug")
-        return self._json(self.sports.series(slugs) if self.sports is not None else [])
+        out = self.sports.series(slugs) if self.sports is not None else []
+        if self.series is not None:
+            out += self.series.series(slugs)
+        return self._json(out)
 
     async def _h_events(self, request: web.Request) -> web.Response:
         ms, _ = self._page(request, self._filter_events(request), 500)
@@ -1573,6 +1666,13 @@ class SimServer:
             if self.sports is None:
                 raise ValueError("the simulator runs no game (SimConfig.sports is false)")
             return self.sports.state()
+        elif action == "advance":
+            frames = self.advance(float(p.get("seconds", 0)))
+            return {"ok": True, "now": self._clock() // 1_000_000_000, "frames": len(frames)}
+        elif action == "series":
+            if self.series is None:
+                raise ValueError("the simulator runs no series (SimConfig.series is empty)")
+            return self.series.state()
         else:
             return self.exchange.control(action, p)  # KeyError: unknown control
         return {"ok": True}
@@ -1599,7 +1699,8 @@ def run_sim(config: SimConfig, out: TextIO | None = None) -> int:
         for m in server.markets:
             w.write(f"  market  {m['slug']}  {m['condition_id']}\n          YES {m['yes']}\n          NO  {m['no']}\n")
         w.write(f"  rest    {server.rest_url}\n  gamma   {server.gamma_url}\n  control {server.rest_url}/_sim/state\n"
-                f"  ws      {server.ws_url}\n  user ws {server.user_ws_url}\n")  # fmt: skip
+                f"  ws      {server.ws_url}\n  user ws {server.user_ws_url}\n"
+                f"  rpc     {server.rpc_url} (chain {config.chain_id})\n  relayer {server.relayer_url}\n")  # fmt: skip
         if server.sports is not None:
             st = server.sports.state()
             g = st["games"][-1]
