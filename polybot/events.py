@@ -166,7 +166,9 @@ class MarketInfo(Event, frozen=True, kw_only=True, tag="market_info"):
     neg_risk_augmented: bool = False
     neg_risk_market_id: str = ""
     end_ts: int = 0
-    start_ts: int = 0
+    start_ts: int = 0  # when the market was listed
+    #: a recurring market's window start (ns): Gamma eventStartTime, else the slug's; 0 = none
+    window_start_ts: int = 0
     active: bool = True
     closed: bool = False
     accepting_orders: bool = True

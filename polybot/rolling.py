@@ -98,9 +98,10 @@ class Rollover:
                 continue
             if ev.end_ts and ev.end_ts <= now:
                 continue  # a window that is over (a catalog replay of old markets)
-            w = Window(spec=spec.name, market=ev.market, instance=inst, start_ts=ev.start_ts, end_ts=ev.end_ts)
+            start = ev.window_start_ts or ev.start_ts
+            w = Window(spec=spec.name, market=ev.market, instance=inst, start_ts=start, end_ts=ev.end_ts)
             self.windows[inst] = w
-            begin = ev.start_ts - int(spec.lead_s * 1e9) if ev.start_ts else now
+            begin = start - int(spec.lead_s * 1e9) if start else now
             if begin <= now:
                 self._start(w)
             else:

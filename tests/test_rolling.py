@@ -50,7 +50,7 @@ class Watcher(Strategy):
 def window(i: int, series: str = "btc-updown-5m") -> MarketInfo:
     start = T0 + i * W
     return MarketInfo(market=f"0xw{i}", asset_ids=(f"up{i}", f"down{i}"), outcomes=("Up", "Down"),
-                      slug=f"{series}-{start // S}", series=series, start_ts=start, end_ts=start + W)  # fmt: skip
+                      slug=f"{series}-{start // S}", series=series, window_start_ts=start, end_ts=start + W)  # fmt: skip
 
 
 def make(lead_s: float = 60, settle: str = "resolution", **kw: Any) -> Kernel:
@@ -158,3 +158,18 @@ def test_rolling_config_is_checked_naming_the_field(tmp_path):
         build_kernel(cfg(market_param="nope"))
     with pytest.raises(ConfigError, match=r"rolling\[0\]\.name"):
         build_kernel(cfg(name="a/b"))
+
+
+def test_gamma_gives_a_recurring_market_its_window_start():
+    from adapters.polymarket.gamma import window_of_slug
+
+    assert window_of_slug("btc-updown-5m-1790100000") == 1790100000
+    assert window_of_slug("bitcoin-up-or-down-october-5-7pm-et", end_s=1791241200) == 1791241200 - 3600
+    assert window_of_slug("will-it-rain") == 0
+    cfg = msgspec.convert({"executor": {"kind": "null"}}, Config)
+    from polybot.replay import replay
+
+    kernels: list[Any] = []
+    replay("recordings/rolling-btc-5m.jsonl.gz", cfg, on_kernel=kernels.append)
+    starts = sorted(i.window_start_ts for i in kernels[0].catalog)
+    assert starts == [s * S for s in (1790100000, 1790100300, 1790100600, 1790100900)]

@@ -23,10 +23,24 @@ dump.
   unhealthy for a reason other than a reconnect (those are restored by the dump) is fetched from
   REST ``POST /books`` (batched, rate-limited per asset, retried with backoff) and the raw
   response body is sent as source ``polymarket.book``.
+* **Rolling series.** ``series`` names recurring up/down series (``btc-updown-5m``: a market per
+  window) or Gamma series slugs (a sports league: its open events). Every ``roll_interval_s`` the
+  roll task computes, from the feed's clock, the current window and the ``roll_ahead`` next ones,
+  fetches those it does not know yet from Gamma by slug (a Gamma series: its open events again,
+  keeping the markets not seen yet), sends each response through the door as a
+  ``polymarket.gamma`` input *before* subscribing the new tokens (the kernel knows a market when
+  its book arrives), and subscribes them. A window Gamma does not list yet is asked again next
+  round. A window's tokens are unsubscribed ``unsubscribe_after_s`` after its end (``end_ts``) or
+  its ``MarketResolved`` (seen on the kernel's bus), whichever comes first; a Gamma-series market
+  only after its resolution. Gamma failures are counted and retried with backoff.
 
     [[feeds]]
     kind = "polymarket"
     params = { assets = ["7153...", "1029..."], shard_size = 200 }
+
+    [[feeds]]
+    kind = "polymarket"
+    params = { series = ["btc-updown-5m"], roll_interval_s = 30, roll_ahead = 2, unsubscribe_after_s = 120 }
 """
 
 from __future__ import annotations
@@ -47,10 +61,12 @@ from anyio.abc import ObjectSendStream, TaskGroup
 from loguru import logger
 
 from polybot.clock import Clock
-from polybot.events import BookHealth, FeedConnected, FeedDisconnected
+from polybot.events import BookHealth, FeedConnected, FeedDisconnected, MarketInfo, MarketResolved
 from polybot.feeds import Feed, typed_params, door_closed as _door_closed, describe as _describe
 from polybot.kernel import InboundRecord
 from polybot.strategy import StrategyParams
+
+from .gamma import DURATIONS, GammaClient, GammaResponse, is_tradable, window_slug, window_start
 
 __all__ = ["BooksFetchError", "MarketFeed", "book_asset_ids"]
 
@@ -63,6 +79,12 @@ REST_TIMEOUT_S = 10.0
 REST_ATTEMPTS = 5
 #: Bound of a graceful websocket close; after it the transport is simply dropped.
 CLOSE_TIMEOUT_S = 1.0
+#: Most ``/events/keyset`` pages one roll reads per Gamma series.
+ROLL_MAX_PAGES = 20
+#: Markets whose window is over, remembered so that a listing that still shows them open never
+#: subscribes them again (oldest forgotten first beyond this).
+ROLL_DONE_MAX = 100_000
+NS = 1_000_000_000
 
 _WS_DECODE_TEXT = "decode_text" in inspect.signature(aiohttp.ClientSession.ws_connect).parameters
 _PONG = b"PONG"
@@ -150,6 +172,23 @@ class _Conn:
 
 
 @attrs.define(eq=False)
+class _Rolled:
+    """A market the roll follows (a window of an up/down series, a market of a Gamma series)."""
+
+    market: str
+    slug: str
+    series: str
+    assets: tuple[str, ...]
+    end_ns: int  # window end (0: unknown; then only its resolution ends it)
+    resolved_ns: int = 0  # when its MarketResolved was seen (feed clock)
+
+    def due(self, grace_ns: int) -> int | None:
+        """When its tokens are let go (None: not finished)."""
+        ends = [t for t in (self.end_ns, self.resolved_ns) if t > 0]
+        return min(ends) + grace_ns if ends else None
+
+
+@attrs.define(eq=False)
 class _Shard:
     index: int
     assets: dict[str, None] = attrs.Factory(dict)  # an ordered set
@@ -173,8 +212,15 @@ class MarketFeed(Feed):
         #: condition ids (0x + 64 hex). The Gamma responses are inputs (journaled), so a replay
         #: knows the markets: tick size, min order size, neg-risk, fees.
         markets: list[str] = []
-        #: Recurring series, e.g. "btc-updown-15m": the current and next windows' markets.
+        #: Recurring up/down series ("btc-updown-5m": the current window and ``roll_ahead`` next
+        #: ones, rolled forward as time passes) or Gamma series slugs (their open events).
         series: list[str] = []
+        #: How often the roll looks ahead (s); 0 = off: the series are resolved once at start.
+        roll_interval_s: Annotated[float, msgspec.Meta(ge=0)] = 30.0
+        #: Future windows of each up/down series to know in advance (besides the current one).
+        roll_ahead: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 2
+        #: A rolled market's tokens are unsubscribed this long after its window ended or it resolved.
+        unsubscribe_after_s: Annotated[float, msgspec.Meta(ge=0)] = 120.0
         shard_size: Annotated[int, msgspec.Meta(ge=1, le=MAX_SHARD_SIZE)] = 200
         ping_interval_s: PosFloat = 10.0
         pong_timeout_s: PosFloat = 30.0
@@ -198,7 +244,8 @@ class MarketFeed(Feed):
             "frames": 0, "binary_frames": 0, "bytes": 0, "connects": 0, "disconnects": 0,
             "reconnects": Counter(), "pings": 0, "pongs": 0, "dumps": 0, "subscribes": 0,
             "unsubscribes": 0, "resync_requests": 0, "resyncs": 0, "resync_posts": 0,
-            "resync_errors": 0,
+            "resync_errors": 0, "rolls": 0, "windows_added": 0, "windows_removed": 0, "roll_errors": 0,
+            "windows_not_listed": 0,
         }  # fmt: skip
         self._rng = random.Random()
         self._shards: list[_Shard] = []
@@ -212,6 +259,18 @@ class MarketFeed(Feed):
         self._resync_wake: anyio.Event | None = None
         self._last_resync: dict[str, float] = {}
         self._resync_started = False
+        # rolling series
+        self._updown = [s for s in params.series if _is_updown(s)]
+        self._gseries = [s for s in params.series if not _is_updown(s)]
+        self._rolled: dict[str, _Rolled] = {}  # condition id -> a market the roll follows
+        self._done: dict[str, None] = {}  # condition ids the roll is done with (bounded, ordered)
+        self._window_slugs: dict[str, int] = {}  # up/down window slug resolved -> its start (unix s)
+        self._not_listed: dict[str, int] = {}  # window slug -> rounds Gamma did not list it
+        self._series_ids: dict[str, list[str]] = {}  # Gamma series slug -> its ids
+        self._series_missing: dict[str, int] = {}  # Gamma series slug -> rounds /series did not know it
+        self._no_dump: set[str] = set()  # assets of resolved markets: no book dump to expect
+        self._pinned = set(params.assets)  # asked for by id or in ``markets``: never rolled away
+        self._roll_wake: anyio.Event | None = None
         dupes = self._add(params.assets)[1]
         if dupes:
             logger.warning("polymarket feed {}: {} duplicate asset(s) in params.assets ignored", name, dupes)
@@ -228,10 +287,19 @@ class MarketFeed(Feed):
         """The assets of each shard (one connection each)."""
         return [list(s.assets) for s in self._shards]
 
+    @property
+    def rolled(self) -> dict[str, dict[str, Any]]:
+        """The markets the roll follows now: condition id -> slug, series, tokens, window end and
+        resolution time (ns; 0 = not known / not yet)."""
+        return {cid: {"slug": r.slug, "series": r.series, "assets": list(r.assets), "end_ts": r.end_ns,
+                      "resolved_ts": r.resolved_ns} for cid, r in self._rolled.items()}  # fmt: skip
+
     def attach(self, kernel: Any) -> None:
-        """Listen to the kernel's ``BookHealth`` events to resync unhealthy books over REST."""
+        """Listen to the kernel's ``BookHealth`` events to resync unhealthy books over REST, and
+        to ``MarketResolved`` to let go of the tokens of finished markets."""
         self._kernel = kernel
         kernel.bus.subscribe(BookHealth, self._on_book_health)
+        kernel.bus.subscribe(MarketResolved, self._on_resolved)
         if self._tg is not None:
             self._start_resync()
 
@@ -247,12 +315,16 @@ class MarketFeed(Feed):
             async with send:
                 async with anyio.create_task_group() as tg:
                     self._tg = tg
-                    if p.markets or p.series:
+                    rolling = bool(p.series) and p.roll_interval_s > 0
+                    if p.markets or (p.series and not rolling):
                         await self._resolve(send, clock)
+                    first_ok = rolling and await self._roll_round_safe()  # joins the first connection
                     for shard in self._shards:
                         if not shard.started:
                             self._start_shard(shard)
                     self._start_resync()
+                    if rolling:
+                        tg.start_soon(self._roll_loop, first_ok, name=f"{self.name}-roll")
                     await anyio.sleep_forever()
         except BaseException as exc:
             if not _door_closed(exc):
@@ -265,24 +337,29 @@ class MarketFeed(Feed):
                 await session.close()
             s = self.stats
             logger.info("polymarket feed {}: stopped: {} frames, {} connects, reconnects {}, "
-                        "{} pings / {} pongs, {} dumps, {} resyncs in {} POSTs ({} errors)",
+                        "{} pings / {} pongs, {} dumps, {} resyncs in {} POSTs ({} errors), {} rolls ({} errors): "
+                        "{} markets added, {} removed",
                         self.name, s["frames"], s["connects"], dict(s["reconnects"]), s["pings"],
-                        s["pongs"], s["dumps"], s["resyncs"], s["resync_posts"], s["resync_errors"])  # fmt: skip
+                        s["pongs"], s["dumps"], s["resyncs"], s["resync_posts"], s["resync_errors"], s["rolls"],
+                        s["roll_errors"], s["windows_added"], s["windows_removed"])  # fmt: skip
 
     async def _resolve(self, send: ObjectSendStream[InboundRecord], clock: Clock) -> None:
-        """Resolve ``markets``/``series`` through Gamma, send the responses through the door,
-        and subscribe every token. Retries with backoff until it succeeds (or is cancelled)."""
-        from .gamma import GammaClient, resolve_markets
+        """Resolve ``markets`` (and ``series`` when the roll is off) through Gamma, send the
+        responses through the door, and subscribe every token. Retries with backoff until it
+        succeeds (or is cancelled)."""
+        from .gamma import resolve_markets
 
         p = self.params
         slugs = [m for m in p.markets if not _is_condition_id(m)]
         cids = [m for m in p.markets if _is_condition_id(m)]
+        series = p.series if p.roll_interval_s <= 0 else []
         delay = p.backoff_initial_s
         while True:
             try:
                 async with GammaClient(p.gamma_url, session=self._session) as client:
-                    infos, messages = await resolve_markets(client, slugs=slugs, condition_ids=cids, series=p.series,
-                                                            now_ns=clock.now(), ts=clock.now())  # fmt: skip
+                    infos, messages = await resolve_markets(client, slugs=slugs, condition_ids=cids, series=series,
+                                                            now_ns=clock.now(), windows=1 + p.roll_ahead,
+                                                            ts=clock.now())  # fmt: skip
                 break
             except Exception as exc:  # noqa: BLE001 - the feed must not die on a catalog hiccup
                 logger.warning("polymarket feed {}: resolving markets via {} failed ({}); retry in {:.1f} s",
@@ -297,8 +374,197 @@ class MarketFeed(Feed):
             logger.warning("polymarket feed {}: not found in the catalog: {}", self.name, ", ".join(missing))
         tokens = [a for i in infos for a in i.asset_ids]
         logger.info("polymarket feed {}: {} market(s) resolved, {} token(s)", self.name, len(infos), len(tokens))
+        self._pinned.update(tokens)
         if tokens:
             self.subscribe_nowait(tokens)
+
+    # ------------------------------------------------------------------------------ rolling series
+
+    async def _roll_loop(self, first_ok: bool) -> None:
+        """Roll every ``roll_interval_s`` (after a failure: backoff with jitter); in between,
+        unsubscribe the markets whose grace is over (woken early by ``MarketResolved``)."""
+        p = self.params
+        assert self._clock is not None
+        clock = self._clock
+        backoff = p.backoff_initial_s
+        next_round = anyio.current_time() + (p.roll_interval_s if first_ok else self._jitter(backoff))
+        if not first_ok:
+            backoff = min(backoff * 2, p.backoff_max_s)
+        while True:
+            if anyio.current_time() >= next_round:
+                if await self._roll_round_safe():
+                    backoff = p.backoff_initial_s
+                    next_round = anyio.current_time() + p.roll_interval_s
+                else:
+                    next_round = anyio.current_time() + self._jitter(backoff)
+                    backoff = min(backoff * 2, p.backoff_max_s)
+            try:
+                now_ns = clock.now()
+                self._expire(now_ns)
+                due = self._next_due()
+            except Exception as exc:  # noqa: BLE001 - a bug here must not end the roll
+                logger.opt(exception=exc).error("polymarket feed {}: roll housekeeping failed", self.name)
+                due = None
+            wait = next_round - anyio.current_time()
+            if due is not None:
+                wait = min(wait, max(0.01, (due - now_ns) / NS))
+            self._roll_wake = wake = anyio.Event()
+            with anyio.move_on_after(max(0.0, wait)):
+                await wake.wait()
+            self._roll_wake = None
+
+    def _jitter(self, backoff: float) -> float:
+        return backoff / 2 + self._rng.uniform(0, backoff / 2)
+
+    async def _roll_round_safe(self) -> bool:
+        """One roll; False (counted, logged) when it failed. Only a closed door propagates."""
+        try:
+            await self._roll_round()
+        except Exception as exc:  # noqa: BLE001 - a catalog hiccup or bad answer never ends the feed
+            if _door_closed(exc):
+                raise
+            self.stats["roll_errors"] += 1
+            logger.warning("polymarket feed {}: roll via {} failed ({}); retrying with backoff",
+                           self.name, self.params.gamma_url, _describe(exc))  # fmt: skip
+            return False
+        self.stats["rolls"] += 1
+        return True
+
+    async def _roll_round(self) -> None:
+        p = self.params
+        assert self._clock is not None
+        now_s = self._clock.now() // NS
+        async with GammaClient(p.gamma_url, session=self._session, retries=0) as client:
+            if self._updown:
+                await self._roll_windows(client, now_s)
+            for name in self._gseries:
+                await self._roll_gamma_series(client, name)
+
+    async def _roll_windows(self, client: GammaClient, now_s: int) -> None:
+        """The up/down series: fetch the windows from now to ``roll_ahead`` ahead not known yet."""
+        p = self.params
+        want: dict[str, tuple[str, int, int]] = {}  # slug -> (series, start, end)
+        current: dict[str, int] = {}
+        for name in self._updown:
+            dur = DURATIONS[name.rsplit("-", 1)[1]]
+            start = current[name] = window_start(name, now_s)
+            for k in range(p.roll_ahead + 1):
+                s = start + k * dur
+                slug = window_slug(name, s)
+                if slug not in self._window_slugs:
+                    want[slug] = (name, s, s + dur)
+        # forget the slugs of windows gone by (only the current and later ones are asked for)
+        oldest = min(current.values())
+        for slug in [k for k, v in self._window_slugs.items() if v < oldest]:
+            del self._window_slugs[slug]
+        for slug in [k for k in self._not_listed if k not in want]:
+            del self._not_listed[slug]
+        slugs = list(want)
+        for i in range(0, len(slugs), 100):
+            chunk = slugs[i : i + 100]
+            resp = await client.events(slug=chunk, limit=len(chunk))
+            found: dict[str, list[MarketInfo]] = {}
+            for info in resp.infos(self._clock.now() if self._clock else 0):
+                key = info.event_slug if info.event_slug in want else info.slug
+                if key in want and info.market not in self._done:  # nothing Gamma was not asked for
+                    found.setdefault(key, []).append(info)
+            new: list[tuple[MarketInfo, str, int]] = []
+            for slug in chunk:
+                infos = found.get(slug, [])
+                if not infos or not all(is_tradable(i) or i.closed for i in infos):
+                    n = self._not_listed.get(slug, 0)
+                    self._not_listed[slug] = n + 1
+                    self.stats["windows_not_listed"] += 1
+                    if n == 0:
+                        logger.info("polymarket feed {}: window {} not {} at Gamma yet; asking again next round",
+                                    self.name, slug, "tradable" if infos else "listed")  # fmt: skip
+                    continue
+                series, start, end = want[slug]
+                self._window_slugs[slug] = start
+                self._not_listed.pop(slug, None)
+                new += [(i, series, i.end_ts or end * NS) for i in infos if not i.closed]
+            await self._add_rolled(resp, new)
+
+    async def _roll_gamma_series(self, client: GammaClient, name: str) -> None:
+        """A Gamma series slug: its open events again; markets not seen yet are added."""
+        ids = self._series_ids.get(name)
+        if ids is None:
+            found = await client.series(slug=[name])
+            ids = [str(s["id"]) for s in found if isinstance(s, dict) and s.get("id") is not None] \
+                if isinstance(found, list) else []  # fmt: skip
+            if not ids:
+                n = self._series_missing.get(name, 0)
+                self._series_missing[name] = n + 1
+                self.stats["windows_not_listed"] += 1
+                if n == 0:
+                    logger.warning("polymarket feed {}: no Gamma series {!r}; asking again next round", self.name, name)
+                return
+            self._series_missing.pop(name, None)
+            self._series_ids[name] = ids
+        for sid in ids:
+            async for page in client.events_keyset(series_id=sid, closed=False, max_pages=ROLL_MAX_PAGES):
+                infos = page.infos(self._clock.now() if self._clock else 0)
+                new = [(i, name, 0) for i in infos
+                       if is_tradable(i) and i.market not in self._rolled and i.market not in self._done
+                       and not all(a in self._where for a in i.asset_ids)]  # fmt: skip
+                await self._add_rolled(page, new)
+
+    async def _add_rolled(self, resp: GammaResponse, new: list[tuple[MarketInfo, str, int]]) -> None:
+        """Send ``resp`` through the door, then subscribe the tokens of ``new`` (market, series,
+        end ns; 0 = only its resolution ends it). Nothing new: nothing is sent."""
+        new = [(i, s, e) for i, s, e in new if i.market not in self._rolled]
+        if not new:
+            return
+        assert self._send is not None and self._clock is not None
+        await self._send.send(InboundRecord(self._clock.now(), "polymarket.gamma", resp.message()))
+        tokens: list[str] = []
+        for info, series, end_ns in dict((i.market, (i, s, e)) for i, s, e in new).values():
+            self._rolled[info.market] = _Rolled(info.market, info.slug, series, tuple(info.asset_ids), end_ns)
+            tokens += info.asset_ids
+            self.stats["windows_added"] += 1
+            logger.info("polymarket feed {}: following {} ({}){}", self.name, info.slug or info.market, series,
+                        f", ends {end_ns // NS}" if end_ns else "")  # fmt: skip
+        if tokens:
+            self.subscribe_nowait(tokens)
+
+    def _on_resolved(self, ev: MarketResolved) -> None:
+        """A market resolved: no book dump to expect for its tokens; a rolled one is let go
+        ``unsubscribe_after_s`` later."""
+        r = self._rolled.get(ev.market)
+        for a in ev.asset_ids or (r.assets if r is not None else ()):
+            shard = self._where.get(a)
+            if shard is None:
+                continue
+            self._no_dump.add(a)
+            if shard.conn is not None:
+                shard.conn.pending.pop(a, None)
+        if r is not None and not r.resolved_ns:
+            r.resolved_ns = self._clock.now() if self._clock is not None else ev.ts
+            if self._roll_wake is not None:
+                self._roll_wake.set()
+
+    def _next_due(self) -> int | None:
+        grace = round(self.params.unsubscribe_after_s * NS)
+        dues = [d for r in self._rolled.values() if (d := r.due(grace)) is not None]
+        return min(dues) if dues else None
+
+    def _expire(self, now_ns: int) -> None:
+        """Unsubscribe the rolled markets whose end (or resolution) plus the grace has passed."""
+        grace = round(self.params.unsubscribe_after_s * NS)
+        for cid, r in list(self._rolled.items()):
+            due = r.due(grace)
+            if due is None or now_ns < due:
+                continue
+            del self._rolled[cid]
+            self._done[cid] = None
+            while len(self._done) > ROLL_DONE_MAX:
+                del self._done[next(iter(self._done))]
+            gone = [a for a in r.assets if a not in self._pinned]
+            if gone:
+                self.unsubscribe_nowait(gone)
+            self.stats["windows_removed"] += 1
+            logger.info("polymarket feed {}: let go of {} ({}): {}", self.name, r.slug or cid, r.series,
+                        "resolved" if r.resolved_ns else "window ended (no resolution seen)")  # fmt: skip
 
     async def subscribe(self, assets: Iterable[str]) -> None:
         """Subscribe to more assets (already subscribed ones are ignored)."""
@@ -327,7 +593,8 @@ class MarketFeed(Feed):
             conn = shard.conn
             if conn is not None and conn.open:
                 for a in new:
-                    conn.pending[a] = now + p.dump_timeout_s
+                    if a not in self._no_dump:
+                        conn.pending[a] = now + p.dump_timeout_s
                 msg = {"operation": "subscribe", "assets_ids": new, "custom_feature_enabled": p.custom_feature_enabled}
                 conn.send_text(msgspec.json.encode(msg).decode())
             elif shard.wake is not None:
@@ -347,6 +614,7 @@ class MarketFeed(Feed):
                 continue
             del shard.assets[a]
             self._resync_queue.pop(a, None)
+            self._no_dump.discard(a)
             removed.setdefault(shard, []).append(a)
         if not removed:
             return
@@ -465,7 +733,7 @@ class MarketFeed(Feed):
             now = anyio.current_time()
             conn.ws, conn.out, conn.opened_at = ws, out_send, now
             assets = list(shard.assets)
-            conn.pending = dict.fromkeys(assets, now + p.dump_timeout_s)
+            conn.pending = dict.fromkeys((a for a in assets if a not in self._no_dump), now + p.dump_timeout_s)
             async with anyio.create_task_group() as tg:
                 conn.scope = tg.cancel_scope
                 shard.conn = conn  # from here subscribe() talks to this socket, after this message:
@@ -591,7 +859,7 @@ class MarketFeed(Feed):
         if ev.healthy:
             self._resync_queue.pop(a, None)
             return
-        if not self.params.resync_rest:
+        if not self.params.resync_rest or a in self._no_dump:  # a resolved market has no book left
             return
         reason = ev.reason.lower()
         if any(r in reason for r in self.RECONNECT_REASONS):
@@ -728,9 +996,15 @@ def _validate(name: str, p: Any) -> None:
         v = getattr(p, f)
         if not isinstance(v, (int, float)) or not v > 0 or not math.isfinite(v):
             raise bad(f, "must be a positive number of seconds")
-    v = p.resync_min_interval_s
-    if not isinstance(v, (int, float)) or not v >= 0 or not math.isfinite(v):
-        raise bad("resync_min_interval_s", "must be a number of seconds >= 0")
+    for f in ("resync_min_interval_s", "roll_interval_s", "unsubscribe_after_s"):
+        v = getattr(p, f)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0 or not math.isfinite(v):
+            raise bad(f, "must be a number of seconds >= 0")
+    if isinstance(p.roll_ahead, bool) or not isinstance(p.roll_ahead, int) or not 0 <= p.roll_ahead <= 1000:
+        raise bad("roll_ahead", "must be an integer from 0 to 1000")
+    for i, s in enumerate(p.series):
+        if not isinstance(s, str) or not s.strip():
+            raise ValueError(f"{where}.series[{i}] must be a non-empty series name, got {s!r}")
     if p.backoff_max_s < p.backoff_initial_s:
         raise bad("backoff_max_s", f"must be >= backoff_initial_s ({p.backoff_initial_s})")
     if not p.ws_url.startswith(("ws://", "wss://")):
@@ -742,6 +1016,15 @@ def _validate(name: str, p: Any) -> None:
     for i, a in enumerate(p.assets):
         if not isinstance(a, str) or not a:
             raise ValueError(f"{where}.assets[{i}] must be a non-empty token id string, got {a!r}")
+
+
+def _is_updown(series: str) -> bool:
+    """A recurring up/down series (windowed by the clock), not a Gamma series slug."""
+    try:
+        window_start(series, 0)
+    except ValueError:
+        return False
+    return True
 
 
 def _is_condition_id(s: str) -> bool:

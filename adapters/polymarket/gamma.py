@@ -322,6 +322,25 @@ def series_of_slug(slug: str) -> str:
     return ""
 
 
+def window_of_slug(slug: str, end_s: int = 0) -> int:
+    """A recurring up/down market's window start (unix s) from its slug: the suffix of
+    ``<asset>-updown-<dur>-<start>``; for an hourly slug, its end minus an hour (``end_s``,
+    the market's end date); 0 when not a recurring slug (or the end is unknown)."""
+    m = _UPDOWN.fullmatch(slug)
+    if m:
+        return int(m[3])
+    if _HOURLY.fullmatch(slug) and end_s:
+        return end_s - DURATIONS["1h"]
+    return 0
+
+
+def _window_ns(slug: str, event_start: int, end_ts: int) -> int:
+    """MarketInfo.window_start_ts: Gamma's eventStartTime of a recurring market, else its slug's."""
+    if not series_of_slug(slug):
+        return 0
+    return event_start or window_of_slug(slug, end_ts // 1_000_000_000) * 1_000_000_000
+
+
 def _nth_sunday_utc(year: int, month: int, n: int, hour_utc: int) -> int:
     first = datetime(year, month, 1, tzinfo=timezone.utc)
     day = 1 + (6 - first.weekday()) % 7 + 7 * (n - 1)
@@ -426,6 +445,8 @@ def normalize_market(obj: dict[str, Any], event: dict[str, Any] | None = None, t
         neg_risk_market_id=_str(obj.get("negRiskMarketID") or ev.get("negRiskMarketID"), "negRiskMarketID"),
         end_ts=_ts(obj.get("endDate"), "endDate"),
         start_ts=_ts(obj.get("startDate"), "startDate"),
+        window_start_ts=_window_ns(slug, _ts(obj.get("eventStartTime") or ev.get("startTime"), "eventStartTime"),
+                                   _ts(obj.get("endDate"), "endDate")),
         active=active,
         closed=closed,
         accepting_orders=accepting and book,
@@ -547,6 +568,7 @@ def _clob_full(obj: dict[str, Any], ts: int) -> MarketInfo:
         neg_risk=_bool(obj.get("neg_risk"), "neg_risk", False),
         neg_risk_market_id=_str(obj.get("neg_risk_market_id"), "neg_risk_market_id"),
         end_ts=_ts(obj.get("end_date_iso"), "end_date_iso"),
+        window_start_ts=_window_ns(slug, 0, _ts(obj.get("end_date_iso"), "end_date_iso")),
         active=active,
         closed=closed,
         accepting_orders=_bool(obj.get("accepting_orders"), "accepting_orders", active and not closed)
