@@ -343,27 +343,37 @@ def cmd_sim(a: argparse.Namespace) -> int:
         return _fail(f"sim: {exc}")
 
 
+def _executor_module(cfg: Any, attr: str) -> tuple[str, str]:
+    """(module name, "") that the configured executor's class names in ``attr`` (its doctor or
+    wallet module: polybot itself knows no adapter), or ("", the error to print)."""
+    from .wiring import _by_name
+
+    kind = cfg.executor.kind
+    try:
+        cls = _by_name("polybot.executors", kind)
+    except (LookupError, ImportError, ValueError, AttributeError) as exc:
+        return "", f"{cfg.source_path or '<config>'}: executor.kind: {exc}"
+    return getattr(cls, attr, None) or "", ""
+
+
 def cmd_doctor(a: argparse.Namespace) -> int:
     """Preflight checks of the configured executor: its class names a module in the class
     attribute ``doctor_module``; that module has ``async run_doctor(cfg, secrets, params)`` and
-    ``format_report(checks)``. polybot itself knows no adapter."""
+    ``format_report(checks)``."""
     import asyncio
     import importlib
 
     import msgspec
 
     from .config import ConfigError, SecretsConfig, load_secrets
-    from .wiring import _by_name
 
     cfg = _load_cfg(a.config)
-    kind = cfg.executor.kind
-    try:
-        cls = _by_name("polybot.executors", kind)
-    except (LookupError, ImportError, ValueError, AttributeError) as exc:
-        return _fail(f"{cfg.source_path or '<config>'}: executor.kind: {exc}")
-    module_name = getattr(cls, "doctor_module", None)
+    module_name, err = _executor_module(cfg, "doctor_module")
+    if err:
+        return _fail(err)
     if not module_name:
-        sys.stdout.write(f"executor {kind!r} has no preflight checks (nothing to check before a paper or replay run)\n")
+        sys.stdout.write(f"executor {cfg.executor.kind!r} has no preflight checks (nothing to check before a paper or "
+                         "replay run)\n")  # fmt: skip
         return 0
     mod = importlib.import_module(module_name)
     try:
@@ -378,22 +388,18 @@ def cmd_doctor(a: argparse.Namespace) -> int:
 def cmd_wallet(a: argparse.Namespace) -> int:
     """``polybot wallet status | approve | wrap AMOUNT``: the configured executor's class names its
     wallet module (class attribute ``wallet_module``), which has ``async run_wallet(cfg, secrets,
-    params, command, amount=, yes=, dry_run=)``. polybot itself knows no adapter."""
+    params, command, amount=, yes=, dry_run=)``."""
     import asyncio
     import importlib
 
     from .config import load_secrets
-    from .wiring import _by_name
 
     cfg = _load_cfg(a.config)
-    kind = cfg.executor.kind
-    try:
-        cls = _by_name("polybot.executors", kind)
-    except (LookupError, ImportError, ValueError, AttributeError) as exc:
-        return _fail(f"{cfg.source_path or '<config>'}: executor.kind: {exc}")
-    module_name = getattr(cls, "wallet_module", None)
+    module_name, err = _executor_module(cfg, "wallet_module")
+    if err:
+        return _fail(err)
     if not module_name:
-        return _fail(f"executor {kind!r} has no on-chain wallet (set [executor] kind = \"clob\" and its params)")
+        return _fail(f"executor {cfg.executor.kind!r} has no on-chain wallet (set [executor] kind = \"clob\" and its params)")
     mod = importlib.import_module(module_name)
     return int(asyncio.run(mod.run_wallet(cfg, load_secrets(cfg), dict(cfg.executor.params), a.wallet_cmd,
                                           amount=getattr(a, "amount", ""), yes=a.yes, dry_run=a.dry_run)))  # fmt: skip

@@ -826,23 +826,21 @@ class SimChain:
                        "chainId": _hex(self.chain_id), "value": _hex(value)}  # fmt: skip
         return rc
 
-    def estimate(self, tx: dict[str, Any]) -> int:
+    def _dry_run(self, tx: dict[str, Any]) -> tuple[int, bytes]:
+        """Run a call without committing it: (gas, return data); a revert is JSON-RPC error 3."""
         self._tick()
         frm, to, data = self._call_fields(tx)
         try:
-            gas, _, _ = self._run(frm, to, data, commit=False)
+            gas, _, ret = self._run(frm, to, data, commit=False)
         except _Revert as r:
             raise self._error(3, f"execution reverted: {r.reason}", _revert_data(r.reason)) from None
-        return gas
+        return gas, ret
+
+    def estimate(self, tx: dict[str, Any]) -> int:
+        return self._dry_run(tx)[0]
 
     def call(self, tx: dict[str, Any]) -> str:
-        self._tick()
-        frm, to, data = self._call_fields(tx)
-        try:
-            _, _, ret = self._run(frm, to, data, commit=False)
-        except _Revert as r:
-            raise self._error(3, f"execution reverted: {r.reason}", _revert_data(r.reason)) from None
-        return "0x" + ret.hex()
+        return "0x" + self._dry_run(tx)[1].hex()
 
     def _call_fields(self, tx: Any) -> tuple[str, str, bytes]:
         if not isinstance(tx, dict) or not isinstance(tx.get("to"), str):
