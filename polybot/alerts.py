@@ -111,13 +111,15 @@ _JSON = msgspec.json.Encoder(enc_hook=lambda o: int(o) if isinstance(o, int) els
 _JSON_HEADERS = {"Content-Type": "application/json"}
 Control = Callable[[ControlEvent], Awaitable[None]]
 
-_URL_QUERY = re.compile(r"([a-z][a-z0-9+.-]*://[^\s?#/]+[^\s?#]*)\?[^\s#]*", re.I)
-_URL_USER = re.compile(r"([a-z][a-z0-9+.-]*://)[^\s/@]+@", re.I)
+# a scheme is short: bounding it keeps the scan linear on long text without "://"
+_URL_QUERY = re.compile(r"([a-z][a-z0-9+.-]{0,31}://[^\s?#/]+[^\s?#]*)\?[^\s#]*", re.I)
+_URL_USER = re.compile(r"([a-z][a-z0-9+.-]{0,31}://)[^\s/@]+@", re.I)
 
 
 def scrub(text: str, limit: int = 500) -> str:
     """Free text from an event (a reason, a feed's detail) as an alert may carry it out of the
     process: URL query strings (API keys live there) and user:password@ dropped, length capped."""
+    text = text[: 4 * limit]  # what can be shown at most, with room for what scrubbing removes
     t = _URL_USER.sub(r"\1", _URL_QUERY.sub(r"\1?…", text))
     return t if len(t) <= limit else t[: limit - 1] + "…"
 

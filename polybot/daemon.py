@@ -207,22 +207,43 @@ class Daemon:
         as ``snapshot.<n>.json``: the state the next part starts from) and a fresh journal
         starts at offset 0 with a snapshot pointing at it. A crash between the steps loses
         nothing: with the journal renamed away, recovery restores the snapshot alone, and the
-        daemon's first snapshot after recovery points at the new journal."""
+        daemon's first snapshot after recovery points at the new journal. The new journal is
+        only created once its snapshot is written (an empty journal next to a snapshot that
+        points past its end would make recovery ignore the snapshot); a step that fails puts
+        the old journal back and journaling goes on in it."""
         import shutil
+
+        from .recovery import read_snapshot
 
         k = self.kernel
         jp, sp = self.journal_path, self.snapshot_path
+        fsync = self.cfg.engine.fsync
         n = next_part_number(jp, sp)
         old = k.journal
         assert old is not None
-        old.close()  # flushed and fsynced
         part = jp.parent / f"{jp.stem}.{n}{jp.suffix}"
-        jp.rename(part)
+        # the snapshot kept with the part first: when this fails nothing has changed yet
         tmp = sp.parent / f"{sp.stem}.{n}{sp.suffix}.tmp"
         shutil.copyfile(sp, tmp)
         tmp.rename(sp.parent / f"{sp.stem}.{n}{sp.suffix}")
-        k.journal = JournalWriter(jp, fsync=self.cfg.engine.fsync)
-        write_snapshot(sp, k, jp.name, 0)
+        old.close()  # flushed and fsynced
+        try:
+            jp.rename(part)
+        except Exception:
+            k.journal = JournalWriter(jp, fsync=fsync)  # the same journal, appended to
+            raise
+        try:
+            write_snapshot(sp, k, jp.name, 0)
+        except Exception:
+            try:
+                snap = read_snapshot(sp)
+            except RuntimeError:
+                snap = None
+            if snap is None or snap.journal_offset > 0:  # the snapshot still points into the old journal
+                part.rename(jp)
+            k.journal = JournalWriter(jp, fsync=fsync)
+            raise
+        k.journal = JournalWriter(jp, fsync=fsync)
         logger.info("journal: part {} closed at {:.1f} MB ({}); a new part starts", n, part.stat().st_size / 1e6, part.name)
 
     # ------------------------------------------------------------------------------ tasks

@@ -343,6 +343,7 @@ class Kernel:
         s = self.strategies.get(instance)
         if s is None:
             return
+        self.executions.forget(instance)  # no post_then_cross may cross for it afterwards
         self.cancel_all(instance, reason)
         for t, h, _k in s._subs:
             self.bus.unsubscribe(h, t)
@@ -723,6 +724,12 @@ class Kernel:
         return sum(a.amount for a in self.actions.values()
                    if a.market == market and a.strategy == strategy and a.action == "merge")  # fmt: skip
 
+    def _held_by_one(self, asset_ids: Sequence[str]) -> int:
+        """How many of each of ``asset_ids`` the strategies hold together, counted strategy by
+        strategy (an account-level merge or convert is booked that way: :meth:`_action_owners`)."""
+        pf = self.portfolio
+        return sum(max(0, min(pf.size(x, s) for x in asset_ids)) for s in pf.strategies())
+
     def _action_refusal(self, a: PositionAction, info: MarketInfo | None) -> str:
         if info is None:
             return "market not in the catalog"
@@ -748,6 +755,8 @@ class Kernel:
             if len(info.asset_ids) != 2:
                 return "not a binary market"
             free = min(pf.size(x, scope) for x in info.asset_ids) - self._pending_burn(a.strategy, a.market)
+            if not a.strategy:  # booked strategy by strategy: pairs split over two strategies cannot be booked
+                free = min(free, self._held_by_one(info.asset_ids) - self._pending_burn(a.strategy, a.market))
             if a.amount > free:
                 return f"merge of {from_units(a.amount)} > {from_units(max(free, 0))} pairs held"
             return ""
@@ -756,12 +765,16 @@ class Kernel:
             return "not a neg-risk market"
         if not a.asset_ids:
             return "convert needs the NO tokens to convert (asset_ids)"
+        if len(set(a.asset_ids)) != len(a.asset_ids):
+            return "convert names the same NO token twice (asset_ids)"
         for aid in a.asset_ids:
             m = self.catalog.for_asset(aid)
             if m is None or m.event_id != info.event_id or len(m.asset_ids) != 2 or m.asset_ids[1] != aid:
                 return f"{aid} is not the NO token of a market of event {info.event_id}"
             if pf.size(aid, scope) < a.amount:
                 return f"{from_units(a.amount)} NO of {m.market} not held"
+        if not a.strategy and self._held_by_one(a.asset_ids) < a.amount:
+            return f"{from_units(a.amount)} NO of each of these markets not held by the strategies together"
         return ""
 
     def expected_collateral(self, a: PositionAction) -> int:
@@ -830,12 +843,19 @@ class Kernel:
         """Whose shares an action moves: its strategy's; an account-level merge or convert is
         shared over the strategies holding them, in name order (a split goes to the account's
         ``reconcile`` owner)."""
-        if a.strategy:
-            return [(a.strategy, amount)]
         if a.action == "split":
-            return [(RECONCILE, amount)]
+            return [(a.strategy or RECONCILE, amount)]
         pf = self.portfolio
         need = info.asset_ids if a.action == "merge" else a.asset_ids
+        if a.strategy:
+            # never more than it holds now: shares paid out at a resolution in between (settle =
+            # "resolution") must not be paid a second time by the merge's collateral
+            n = min([amount] + [pf.size(x, a.strategy) for x in need])
+            if n < amount:
+                logger.warning("on-chain {} {}: {} holds {} of the {} shares it moves; {} booked (reconciliation "
+                               "corrects the rest)", a.action, a.action_id, a.strategy, from_units(max(n, 0)),
+                               from_units(amount), from_units(max(n, 0)))  # fmt: skip
+            return [(a.strategy, n)] if n > 0 else []
         out, left = [], amount
         for strat in pf.strategies():
             if left <= 0:

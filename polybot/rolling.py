@@ -124,8 +124,11 @@ class Rollover:
             self._stop(w, resolved=False)
 
     def _on_resolved(self, ev: MarketResolved) -> None:
-        for w in [w for w in self.windows.values() if w.market == ev.market and w.state != "done"]:
-            self._stop(w, resolved=True)
+        for w in [w for w in self.windows.values() if w.market == ev.market]:
+            if w.state != "done":
+                self._stop(w, resolved=True)
+            else:  # stopped before its resolution came (stop_after_s): its shares are still there
+                self._redeem(w)
 
     # ------------------------------------------------------------------ start / stop
 
@@ -170,12 +173,22 @@ class Rollover:
             logger.info("rolling {}: stopped {} ({})", spec.name, w.instance,
                         "resolved" if resolved else "no resolution")  # fmt: skip
         w.state = "done"
-        if resolved and spec.redeem and k.settle_on == "redeem":
-            info = k.catalog.market(w.market)
-            held = info is not None and any(k.portfolio.size(a) > 0 for a in info.asset_ids)
-            if held and not k.pending_actions(w.market):
-                k.act("", PositionAction(action="redeem", market=w.market, note=f"rolling {spec.name}"))
+        if resolved:
+            self._redeem(w)
         self._forget_done()
+
+    def _redeem(self, w: Window) -> None:
+        """Ask for the redeem of a resolved window's shares (``redeem`` under settle = "redeem")
+        unless one is on its way already (the kernel's ``auto_redeem``). Another action on its
+        way (a merge) does not hold it back: the executor carries them out in order."""
+        k = self.k
+        spec = self.specs[w.spec]
+        if not spec.redeem or k.settle_on != "redeem":
+            return
+        info = k.catalog.market(w.market)
+        held = info is not None and any(k.portfolio.size(a) > 0 for a in info.asset_ids)
+        if held and not any(a.action == "redeem" for a in k.pending_actions(w.market)):
+            k.act("", PositionAction(action="redeem", market=w.market, note=f"rolling {spec.name}"))
 
     def _forget_done(self, keep: int = 64) -> None:
         """Keep the newest finished windows only (a month of 5-minute windows is 8,640)."""

@@ -169,7 +169,7 @@ async def rig(series: str = SERIES, **params: Any) -> AsyncIterator[Rig]:
     kernel.start()
     feed = MarketFeed("pm", {
         "ws_url": sim.ws_url, "rest_url": sim.rest_url, "gamma_url": proxy.url, "series": [series],
-        "roll_interval_s": 0.05, "roll_ahead": 2, "unsubscribe_after_s": 60,
+        "roll_interval_s": 0.05, "roll_ahead": 2, "unsubscribe_after_s": 60, "unresolved_grace_s": 60,
         "ping_interval_s": 0.5, "pong_timeout_s": 3.0, "dump_timeout_s": 3.0,
         "backoff_initial_s": 0.05, "backoff_max_s": 0.2, "resync_min_interval_s": 0.1,
     } | params)  # fmt: skip
@@ -240,10 +240,11 @@ async def test_windows_roll_forward_and_finished_ones_are_let_go() -> None:
         assert r.subscribed(w1) and r.subscribed(w2)
         assert r.feed.stats["rolls"] >= 3 and r.feed.stats["roll_errors"] == 0
 
-        # a window that ended without a MarketResolved is let go by its end time
-        r.feed._rolled[w1["condition_id"]].resolved_ns = 0
-        await r.advance(300 + 61)  # w1 ends (and resolves); now past its end + grace
+        # a window that ended without a MarketResolved is let go unresolved_grace_s after its end:
+        # the feed's clock moves on, the simulator's does not (it has not resolved w1)
+        r.clock.advance(300 + 61)
         await until(lambda: r.unsubscribed(w1), what="w1 let go")
+        r.sim.advance(300 + 61)
         assert r.feed.stats["windows_removed"] == 2
         w3 = r.window(3)  # (the simulator lists one window ahead: the one after is asked for again)
         await until(lambda: r.subscribed(w3), what="the window after")
@@ -401,3 +402,28 @@ def test_rolling_recording_is_remade_and_fills_both_sides_in_every_window(tmp_pa
         assert info.series == SERIES and info.slug == w.slug and info.asset_ids == (w.up, w.down)
         assert info.end_ts == w.end * NS and info.fees is not None and not info.neg_risk
         assert w.cid in k.catalog.resolved
+
+
+def test_an_ended_window_waits_for_its_resolution_and_a_restart_follows_it_again() -> None:
+    """A window whose resolution is late stays subscribed past its end (its market_resolved
+    comes on its tokens' channel); after a restart, the kernel's ended, unresolved windows of
+    the series are followed again without asking Gamma."""
+    from adapters.polymarket.feed import _Rolled
+
+    r = _Rolled("0xw", "btc-updown-5m-1", SERIES, ("u", "d"), end_ns=1_000 * NS)
+    assert r.due(120 * NS, 86_400 * NS) == (1_000 + 86_400) * NS  # no resolution seen: wait
+    r.resolved_ns = 1_500 * NS
+    assert r.due(120 * NS, 86_400 * NS) == 1_620 * NS  # resolved: the short grace
+
+    kernel = build_kernel(Config())
+    now = (T0 + 900) * NS
+    for i, start in enumerate((T0, T0 + 300, T0 - 200_000)):
+        kernel.process(now, "events", MarketInfo(market=f"0xw{i}", asset_ids=(f"up{i}", f"down{i}"), series=SERIES,
+                                                 slug=window_slug(SERIES, start), end_ts=(start + 300) * NS))  # fmt: skip
+    kernel.process(now, "events", MarketResolved(market="0xw1", asset_ids=("up1", "down1"), winning_asset_id="up1"))
+    feed = MarketFeed("pm", {"series": [SERIES], "roll_interval_s": 30})
+    feed.attach(kernel)
+    feed._clock = FakeClock(now)
+    feed._follow_unresolved()
+    # window 0 ended unresolved: followed again; window 1 resolved; window 2 ended too long ago
+    assert sorted(feed._rolled) == ["0xw0"] and sorted(feed.assets) == ["down0", "up0"]

@@ -30,9 +30,12 @@ dump.
   keeping the markets not seen yet), sends each response through the door as a
   ``polymarket.gamma`` input *before* subscribing the new tokens (the kernel knows a market when
   its book arrives), and subscribes them. A window Gamma does not list yet is asked again next
-  round. A window's tokens are unsubscribed ``unsubscribe_after_s`` after its end (``end_ts``) or
-  its ``MarketResolved`` (seen on the kernel's bus), whichever comes first; a Gamma-series market
-  only after its resolution. Gamma failures are counted and retried with backoff.
+  round. A window's tokens are unsubscribed ``unsubscribe_after_s`` after its ``MarketResolved``
+  (seen on the kernel's bus); a window whose resolution does not come is let go
+  ``unresolved_grace_s`` after its end (its ``market_resolved`` arrives on its tokens' channel:
+  letting go earlier would leave its shares unsettled). After a restart, the kernel's ended but
+  unresolved windows of the series are followed again. Gamma failures are counted and retried
+  with backoff.
 
     [[feeds]]
     kind = "polymarket"
@@ -182,10 +185,14 @@ class _Rolled:
     end_ns: int  # window end (0: unknown; then only its resolution ends it)
     resolved_ns: int = 0  # when its MarketResolved was seen (feed clock)
 
-    def due(self, grace_ns: int) -> int | None:
-        """When its tokens are let go (None: not finished)."""
-        ends = [t for t in (self.end_ns, self.resolved_ns) if t > 0]
-        return min(ends) + grace_ns if ends else None
+    def due(self, grace_ns: int, unresolved_ns: int) -> int | None:
+        """When its tokens are let go (None: not finished): ``grace_ns`` after its resolution;
+        without one, ``unresolved_ns`` after its window's end (its ``market_resolved`` comes on
+        the market channel of its tokens: letting go earlier would miss it, and the shares it
+        settles would never be redeemed)."""
+        if self.resolved_ns:
+            return self.resolved_ns + grace_ns
+        return self.end_ns + max(grace_ns, unresolved_ns) if self.end_ns else None
 
 
 @attrs.define(eq=False)
@@ -221,6 +228,9 @@ class MarketFeed(Feed):
         roll_ahead: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 2
         #: A rolled market's tokens are unsubscribed this long after its window ended or it resolved.
         unsubscribe_after_s: Annotated[float, msgspec.Meta(ge=0)] = 120.0
+        #: a finished window whose resolution has not been seen stays subscribed this long after
+        #: its end, waiting for its market_resolved (UMA resolutions can take hours)
+        unresolved_grace_s: Annotated[float, msgspec.Meta(ge=0)] = 86_400.0
         shard_size: Annotated[int, msgspec.Meta(ge=1, le=MAX_SHARD_SIZE)] = 200
         ping_interval_s: PosFloat = 10.0
         pong_timeout_s: PosFloat = 30.0
@@ -318,6 +328,8 @@ class MarketFeed(Feed):
                     rolling = bool(p.series) and p.roll_interval_s > 0
                     if p.markets or (p.series and not rolling):
                         await self._resolve(send, clock)
+                    if rolling:
+                        self._follow_unresolved()
                     first_ok = rolling and await self._roll_round_safe()  # joins the first connection
                     for shard in self._shards:
                         if not shard.started:
@@ -527,6 +539,30 @@ class MarketFeed(Feed):
         if tokens:
             self.subscribe_nowait(tokens)
 
+    def _follow_unresolved(self) -> None:
+        """After a restart: the windows of our series that the kernel knows (its recovered
+        catalog), whose window has ended but whose resolution it has not seen, are followed
+        again until their ``market_resolved`` (or ``unresolved_grace_s``): otherwise the shares
+        they settle would wait for ever."""
+        k = self._kernel
+        if k is None or self._clock is None:
+            return
+        now = self._clock.now()
+        keep = round(self.params.unresolved_grace_s * NS)
+        series = set(self.params.series)
+        tokens: list[str] = []
+        for info in sorted(k.catalog, key=lambda i: i.market):
+            if (info.series not in series or info.market in k.catalog.resolved or info.market in self._rolled
+                    or not info.end_ts or info.end_ts > now or now > info.end_ts + keep):  # fmt: skip
+                continue
+            self._rolled[info.market] = _Rolled(info.market, info.slug, info.series, tuple(info.asset_ids), info.end_ts)
+            tokens += info.asset_ids
+            self.stats["windows_added"] += 1
+            logger.info("polymarket feed {}: following {} again until its resolution (ended {} s ago)", self.name,
+                        info.slug or info.market, (now - info.end_ts) // NS)  # fmt: skip
+        if tokens:
+            self.subscribe_nowait(tokens)
+
     def _on_resolved(self, ev: MarketResolved) -> None:
         """A market resolved: no book dump to expect for its tokens; a rolled one is let go
         ``unsubscribe_after_s`` later."""
@@ -545,14 +581,16 @@ class MarketFeed(Feed):
 
     def _next_due(self) -> int | None:
         grace = round(self.params.unsubscribe_after_s * NS)
-        dues = [d for r in self._rolled.values() if (d := r.due(grace)) is not None]
+        unresolved = round(self.params.unresolved_grace_s * NS)
+        dues = [d for r in self._rolled.values() if (d := r.due(grace, unresolved)) is not None]
         return min(dues) if dues else None
 
     def _expire(self, now_ns: int) -> None:
         """Unsubscribe the rolled markets whose end (or resolution) plus the grace has passed."""
         grace = round(self.params.unsubscribe_after_s * NS)
+        unresolved = round(self.params.unresolved_grace_s * NS)
         for cid, r in list(self._rolled.items()):
-            due = r.due(grace)
+            due = r.due(grace, unresolved)
             if due is None or now_ns < due:
                 continue
             del self._rolled[cid]
@@ -564,7 +602,8 @@ class MarketFeed(Feed):
                 self.unsubscribe_nowait(gone)
             self.stats["windows_removed"] += 1
             logger.info("polymarket feed {}: let go of {} ({}): {}", self.name, r.slug or cid, r.series,
-                        "resolved" if r.resolved_ns else "window ended (no resolution seen)")  # fmt: skip
+                        "resolved" if r.resolved_ns else
+                        f"no resolution seen {self.params.unresolved_grace_s:g} s after the window's end")  # fmt: skip
 
     async def subscribe(self, assets: Iterable[str]) -> None:
         """Subscribe to more assets (already subscribed ones are ignored)."""

@@ -216,10 +216,15 @@ class TxSender:
             h = await self.rpc.send_raw(st.raw_hex)
         except RpcError as err:
             msg = err.message.lower()
-            if "already known" in msg or "known transaction" in msg:
-                return st.hash
-            raise TxFailed(f"refused by the node: {err.message}", st.hash) from None
-        self._next_nonce = int(st.tx["nonce"]) + 1
+            if not err.transport and "already known" not in msg and "known transaction" not in msg:
+                raise TxFailed(f"refused by the node: {err.message}", st.hash) from None
+            if err.transport:
+                # no answer: the node may have taken it. Treated as sent: wait() polls its receipt
+                # and broadcasts the same bytes again; reporting it failed could miss one that is mined
+                logger.warning("tx {}: no answer to its broadcast ({}); waiting for its receipt", st.hash, err.message)
+            h = st.hash  # (already known: an earlier attempt got through) its nonce is taken either way
+        if "nonce" in st.tx:  # (a transaction re-broadcast after a restart carries only its bytes)
+            self._next_nonce = max(self._next_nonce or 0, int(st.tx["nonce"]) + 1)
         if h.lower() != st.hash.lower():
             logger.warning("node answered tx hash {} for {}", h, st.hash)
         return st.hash

@@ -192,6 +192,15 @@ class Executions:
             w.cross_child = d.client_ids[0]
             w.phase = "crossed"
 
+    def forget(self, strategy: str) -> int:
+        """Drop a strategy's work in progress (the strategy is removed: a cross it would send
+        after its maker order ends must not go out). Returns how many were dropped."""
+        gone = [c for c, w in self.working.items() if w.strategy == strategy]
+        for c in gone:
+            del self.working[c]
+            self.k.timers.cancel(OWNER, c)
+        return len(gone)
+
     # ------------------------------------------------------------------ state
 
     def to_state(self) -> list[dict[str, Any]]:
