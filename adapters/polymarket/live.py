@@ -1247,10 +1247,16 @@ class ClobExecutor(Executor):
         return out
 
     async def _reconcile(self, why: str) -> None:
-        """Bring the kernel to the venue's state: orders, then trades, then positions."""
+        """Bring the kernel to the venue's state: orders, then trades, then positions.
+        ``reconciles`` counts the finished ones (what a caller waiting for it needs)."""
+        try:
+            await self._reconcile_once(why)
+        finally:
+            self.reconciles += 1
+
+    async def _reconcile_once(self, why: str) -> None:
         k = self.kernel
         assert k is not None and self.clob is not None
-        self.reconciles += 1
         summary: dict[str, int] = {"adopted": 0, "cancelled_unknown": 0, "left_unknown": 0, "closed": 0,
                                    "trades": 0, "corrected": 0}  # fmt: skip
         try:
