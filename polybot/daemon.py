@@ -137,16 +137,9 @@ class Daemon:
 
     def _build_api(self, send: ObjectSendStream[InboundRecord]) -> Any:
         from .api import ApiServer
-        from .events import ENCODER
 
         k = self.kernel
-
-        async def control(ev: Any) -> None:
-            """One control input through the door; returns once the kernel has processed it."""
-            await send.send(InboundRecord(self.clock.now(), "control", ENCODER.encode(ev)))
-            done = anyio.Event()
-            await send.send(InboundRecord(self.clock.now(), _BARRIER, done))
-            await done.wait()
+        control = self._door_control(send)
 
         def metrics() -> str:
             from .metrics import render_metrics
@@ -158,7 +151,7 @@ class Daemon:
                          metrics=metrics, token_from=self._api_token_from)  # fmt: skip
 
     def _door_control(self, send: ObjectSendStream[InboundRecord]) -> Any:
-        """``control(ev)`` for the alerts' commands, as the API's: one control input through the
+        """``control(ev)`` for the API's and the alerts' commands: one control input through the
         door, returning once the kernel has processed it."""
         from .events import ENCODER
 
