@@ -27,6 +27,40 @@ order_timeout_s = 5.0
 """
 
 
+def demo_daemon_toml(data_dir: Path, *, speed: float = 1.0, engine: str = "", max_shares: str = "20",
+                     extra: str = "") -> str:
+    """A daemon config (TOML text) on the demo recording, played by the ``player`` feed at
+    ``speed`` (0 = as fast as it goes), paper executor, a small risk chain, the dip strategy;
+    ``engine`` adds lines to ``[engine]``, ``extra`` adds tables at the end."""
+    return f"""
+[engine]
+data_dir = "{data_dir}"
+recover = false
+fsync = "never"
+flush_interval_ms = 50
+{engine}
+
+[logging]
+status_interval_s = 0
+
+[executor]
+kind = "paper"
+params = {{ cash = "1000" }}
+
+[risk]
+chain = ["trading_state", "position_caps"]
+
+[risk.validators.position_caps]
+max_shares = "{max_shares}"
+
+[[feeds]]
+kind = "player"
+name = "demo"
+params = {{ path = "{RECORDING}", speed = {float(speed)} }}
+{extra}
+"""
+
+
 def start_daemon(cfg: Path, tmp_path: Path, tag: str = "daemon") -> tuple[subprocess.Popen[bytes], Path]:
     """``polybot run --config cfg`` in the background; stderr goes to ``<tag>.stderr``."""
     err = tmp_path / f"{tag}.stderr"

@@ -41,7 +41,7 @@ from polybot.events import (
 )
 from polybot.wiring import build_kernel
 
-from proc_helpers import DIP_TOML, RECORDING
+from proc_helpers import DIP_TOML, demo_daemon_toml
 
 TOKEN = "987654321:AAFakeBotTokenSecretPart_0123456789xyz"
 HOOK_PATH = "/services/T00/B00/hook-secret-path-4242"
@@ -683,31 +683,7 @@ def test_live_example_config_has_alerts_off() -> None:
 
 
 def daemon_config(tmp_path: Path, tg_url: str) -> Any:
-    text = f"""
-[engine]
-data_dir = "{tmp_path / 'data'}"
-recover = false
-fsync = "never"
-flush_interval_ms = 50
-
-[logging]
-status_interval_s = 0
-
-[executor]
-kind = "paper"
-params = {{ cash = "1000" }}
-
-[risk]
-chain = ["trading_state", "position_caps"]
-
-[risk.validators.position_caps]
-max_shares = "20"
-
-[[feeds]]
-kind = "player"
-name = "demo"
-params = {{ path = "{RECORDING}", speed = 1.0 }}
-
+    text = demo_daemon_toml(tmp_path / "data", extra=f"""
 [alerts]
 enabled = true
 feed_down_s = 5
@@ -722,7 +698,7 @@ chat_ids = [{CHAT}]
 api_url = "{tg_url}"
 poll_timeout_s = 5
 {DIP_TOML}
-"""
+""")
     return parse_config(msgspec.toml.decode(text.encode()), str(tmp_path / "alerts.toml"))
 
 

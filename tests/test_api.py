@@ -26,37 +26,13 @@ from polybot.monitor import Monitor
 from polybot.replay import replay
 from polybot.wiring import build_kernel
 
-from proc_helpers import DIP_TOML, RECORDING
+from proc_helpers import DIP_TOML, demo_daemon_toml
 
 TOKEN = "test-token-0123456789abcdef"
 
 
 def config(tmp_path: Path, *, speed: float = 1.0, api: str = "", strategies: str = DIP_TOML) -> Any:
-    text = f"""
-[engine]
-data_dir = "{tmp_path / 'data'}"
-recover = false
-fsync = "never"
-flush_interval_ms = 50
-
-[logging]
-status_interval_s = 0
-
-[executor]
-kind = "paper"
-params = {{ cash = "1000" }}
-
-[risk]
-chain = ["trading_state", "position_caps"]
-
-[risk.validators.position_caps]
-max_shares = "20"
-
-[[feeds]]
-kind = "player"
-name = "demo"
-params = {{ path = "{RECORDING}", speed = {speed} }}
-
+    text = demo_daemon_toml(tmp_path / "data", speed=speed, extra=f"""
 [api]
 enabled = true
 port = 0
@@ -64,7 +40,7 @@ push_interval_s = 0.1
 pnl_sample_s = 0.1
 {api}
 {strategies}
-"""
+""")
     return parse_config(msgspec.toml.decode(text.encode()), str(tmp_path / "api.toml"))
 
 

@@ -15,37 +15,13 @@ from polybot.daemon import Daemon
 from polybot.recovery import read_snapshot
 from polybot.replay import replay
 
-from proc_helpers import DIP_TOML, RECORDING
+from proc_helpers import DIP_TOML, demo_daemon_toml
 
 
 def config(tmp_path: Path, *, rotate_mb: float, recover: bool = True) -> Any:
-    text = f"""
-[engine]
-data_dir = "{tmp_path / 'data'}"
-recover = {'true' if recover else 'false'}
-fsync = "never"
-snapshot_every = 300
-rotate_mb = {rotate_mb}
-
-[logging]
-status_interval_s = 0
-
-[executor]
-kind = "paper"
-params = {{ cash = "1000" }}
-
-[risk]
-chain = ["trading_state", "position_caps"]
-
-[risk.validators.position_caps]
-max_shares = "40"
-
-[[feeds]]
-kind = "player"
-name = "demo"
-params = {{ path = "{RECORDING}", speed = 0 }}
-{DIP_TOML}
-"""
+    text = demo_daemon_toml(tmp_path / "data", speed=0, max_shares="40", extra=DIP_TOML,
+                            engine=f"snapshot_every = 300\nrotate_mb = {rotate_mb}")
+    text = text.replace("recover = false", f"recover = {'true' if recover else 'false'}", 1)
     return parse_config(msgspec.toml.decode(text.encode()), str(tmp_path / "c.toml"))
 
 
