@@ -158,8 +158,13 @@ class Rollover:
         params = dict(spec.params)
         field = next(f for f in msgspec.structs.fields(spec.cls.Params) if f.name == spec.market_param)
         params[spec.market_param] = [w.market] if _is_list(field.type) else w.market
-        s = self.k.add_strategy(spec.cls, w.instance, params, enabled=spec.enabled)
-        return s
+        k = self.k
+        shared = k.risk.overrides.get(spec.name)
+        if shared is not None:
+            # [risk.strategies.<rolling name>]: every window's instance runs under that one chain
+            # (the same validator objects: their limits count the windows together)
+            k.risk.overrides[w.instance] = shared
+        return k.add_strategy(spec.cls, w.instance, params, enabled=spec.enabled)
 
     def _stop(self, w: Window, resolved: bool) -> None:
         k = self.k
@@ -169,6 +174,8 @@ class Rollover:
         s = k.strategies.get(w.instance)
         if s is not None:
             k.remove_strategy(w.instance, reason="window over")
+            if spec.name in k.risk.overrides:
+                k.risk.overrides.pop(w.instance, None)
             self.stopped += 1
             logger.info("rolling {}: stopped {} ({})", spec.name, w.instance,
                         "resolved" if resolved else "no resolution")  # fmt: skip

@@ -173,3 +173,24 @@ def test_gamma_gives_a_recurring_market_its_window_start():
     replay("recordings/rolling-btc-5m.jsonl.gz", cfg, on_kernel=kernels.append)
     starts = sorted(i.window_start_ts for i in kernels[0].catalog)
     assert starts == [s * S for s in (1790100000, 1790100300, 1790100600, 1790100900)]
+
+
+def test_the_rolling_tables_risk_overrides_apply_to_every_window():
+    """[risk.strategies.<rolling name>] gives every window's instance that one chain (the same
+    validators: their limits count the windows together); a stopped window's entry goes."""
+    cfg = msgspec.convert({
+        "executor": {"kind": "null"},
+        "risk": {"chain": ["trading_state", "position_caps"], "validators": {"position_caps": {"max_shares": "100"}},
+                 "strategies": {"roll": {"position_caps": {"max_shares": "3"}}}},
+        "rolling": [{"name": "roll", "series": "btc-updown-5m", "class": "pair_cost", "lead_s": 0}],
+    }, Config)  # fmt: skip
+    k = build_kernel(cfg)
+    k.start()
+    k.process(T0, "events", window(0))
+    (inst,) = k.strategies
+    assert k.risk.chain_for(inst) is k.risk.chain_for("roll") is not k.risk.validators
+    d = k.submit(inst, OrderIntent(strategy=inst, asset_id="up0", market="0xw0", side="BUY", price=400_000,
+                                   size=5_000_000))  # fmt: skip
+    assert d.action in ("reject", "resize") and d.validator == "position_caps"
+    k.process(T0 + W, "events", MarketResolved(market="0xw0", asset_ids=("up0", "down0"), winning_asset_id="up0"))
+    assert not k.strategies and inst not in k.risk.overrides and "roll" in k.risk.overrides
