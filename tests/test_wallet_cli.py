@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import io
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -46,6 +47,7 @@ async def fake_chain() -> AsyncIterator[tuple[SimChain, str]]:
 
 def config(url: str, executor: dict[str, Any] | None = None, **wallet: Any) -> Any:
     return parse_config({
+        "engine": {"data_dir": tempfile.mkdtemp(prefix="wallet-")},  # approve/wrap lock it
         "executor": {"kind": "clob", "params": {"chain_id": 137, **(executor or {})}},
         "wallet": {"confirmations": 2, "poll_interval_s": 0.02, "resend_after_s": 0.5, "receipt_timeout_s": 5.0, **wallet},
     })  # fmt: skip
@@ -163,3 +165,25 @@ async def test_the_cli_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, 
         paper.write_text('[executor]\nkind = "paper"\n')
         rc = await anyio.to_thread.run_sync(cli.main, ["wallet", "status", "--config", str(paper)])
         assert rc == 2 and "has no on-chain wallet" in capsys.readouterr().err
+
+
+async def test_approve_and_wrap_are_refused_while_a_daemon_runs_on_the_account() -> None:
+    """A daemon sends its own transactions (merges, redeems) from the key: two senders would race
+    for nonces, so approve and wrap refuse while one holds the account's lock (status and a dry
+    run do not need it)."""
+    from polybot.instance import InstanceLock
+
+    async with fake_chain() as (ch, url):
+        other = tempfile.mkdtemp(prefix="daemon-")
+        held = InstanceLock(other, account_id=f"{ADDR}:{ADDR}").acquire()  # the daemon, elsewhere
+        try:
+            rc, text, _ = await wallet(ch, url, "approve", yes=True)
+            assert rc == 2 and "another polybot" in text and ch.sends == 0
+            rc, _, _ = await wallet(ch, url, "approve", dry_run=True)
+            assert rc == 0 and ch.sends == 0
+            rc, _, _ = await wallet(ch, url, "status")
+            assert rc in (0, 1)
+        finally:
+            held.release()
+        rc, _, _ = await wallet(ch, url, "approve", yes=True)
+        assert rc == 0 and ch.sends > 0

@@ -628,11 +628,23 @@ async def run_wallet(cfg: Config, secrets: Secrets, params: dict[str, Any], comm
             w.need_rpc()
             if command == "status":
                 return await cmd_status(w, w_out)
-            if command == "approve":
-                return await cmd_approve(w, w_out, yes=yes, dry_run=dry_run, ask=ask)
-            if command == "wrap":
+            if command not in ("approve", "wrap"):
+                raise ChainError(f"unknown wallet command {command!r} (status, approve, wrap)")
+            lock = None
+            if not dry_run:
+                # a daemon on this account sends its own transactions (merges, redeems) from the
+                # same key: two senders would race for nonces. Refused while one runs.
+                from polybot.instance import InstanceLock
+
+                lock = InstanceLock(cfg.engine.data_dir, account_id=f"{signer.address}:{w.funder}",
+                                    config_path=cfg.source_path).acquire()  # fmt: skip
+            try:
+                if command == "approve":
+                    return await cmd_approve(w, w_out, yes=yes, dry_run=dry_run, ask=ask)
                 return await cmd_wrap(w, parse_amount(amount), w_out, yes=yes, dry_run=dry_run, ask=ask)
-            raise ChainError(f"unknown wallet command {command!r} (status, approve, wrap)")
+            finally:
+                if lock is not None:
+                    lock.release()
     except (ConfigError, ChainError, ValueError) as exc:
         err_out.write(f"polybot wallet: {exc}\n")
         return 2
