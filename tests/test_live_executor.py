@@ -410,6 +410,32 @@ async def test_settlement_statuses_never_move_backwards(tmp_path: Path, monkeypa
         assert rig.executor._fill_status[(tid, rig.order(a).venue_order_id)] == "CONFIRMED"
 
 
+async def test_an_unanswered_order_cancelled_before_a_restart_is_closed_not_left_open(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """An order journaled, never answered, then cancelled (the venue: "not found") before the
+    process died: after the restart the venue has no order with its hash, so it is closed
+    (rejected), not left "cancel_pending" and counted open for ever (a shutdown then reported
+    it open)."""
+    async with live_rig(tmp_path, monkeypatch) as rig:
+        ex = rig.executor
+        yes = rig.market["yes"]
+        bid, _ = rig.top(yes)
+
+        async def lost(chunk: Any) -> None:  # the crash: signed, never on the wire
+            return None
+
+        ex._post = lost
+        a = rig.submit(yes, "BUY", bid - 10_000, TEN)
+        await rig.until(lambda: ex.idle(), what="signed")
+        rig.kernel.cancel(None, a, "strategy")
+        await rig.until(lambda: ex.idle() and rig.order(a).state == "cancel_pending", what="cancel sent")
+        del ex._post
+        ex._recovered.add(a)  # as _learn_hashes marks it after a restart
+        await ex._resolve(rig.order(a), ex._signed[a], resend=False)
+        await rig.until(lambda: rig.order(a).state == "rejected", what="closed after the lookup")
+        assert rig.placed() == []
+
+
 async def test_an_unanswered_order_from_before_a_restart_is_looked_up_never_resent(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     """An order journaled but never sent (the process died in between): after the restart its

@@ -201,7 +201,7 @@ def test_sigkill_restart_without_loss(tmp_path: Path) -> None:
         env = {k: val for k, val in os.environ.items() if not k.startswith("POLYBOT_")}
         r = subprocess.run([str(CLI), "replay", str(journal), "--mode", "faithful", "--config", str(cfg)],
                            capture_output=True, text=True, timeout=120, env=dict(env, PYTHONPATH=str(TESTS)))  # fmt: skip
-        assert r.returncode == 0, r.stderr[-2000:]
+        assert r.returncode == 0, (r.stdout[-3000:], r.stderr[-2000:])
         assert "divergences from the recorded run: 0" in r.stdout, r.stdout[-2000:]
     finally:
         v.close()

@@ -970,9 +970,10 @@ class ClobExecutor(Executor):
                 await self._report(self._answers([(o, so)], [a]))
                 return
             resend = False  # "already exists": look it up again
-        if o.client_id in self._recovered and o.state in PENDING_STATES:
+        if o.client_id in self._recovered and (o.state in PENDING_STATES or o.state == "cancel_pending"):
             # sent (or not) before a crash, and the venue has no order with its hash: it never
-            # arrived; refused here rather than sent again
+            # arrived; refused here rather than sent again (also when a cancel of it was sent:
+            # left "cancel_pending", it would count as open for ever)
             await self._report([OrderRejected(ts=0, reason="not at the venue after a restart (never arrived); not re-sent",
                                               **self._common(o, so.order_hash))])  # fmt: skip
             return
