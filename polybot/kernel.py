@@ -104,6 +104,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 STATE_VERSION = 1
 RECONCILE = "reconcile"  # the owner of position corrections from the venue
+REDEEM_RETRY = "kernel:redeem"  # the owner of the timers that ask again for a failed redeem
+REDEEM_RETRY_NS = 600 * 1_000_000_000
 
 
 class InboundRecord(NamedTuple):
@@ -806,6 +808,9 @@ class Kernel:
         a = self.actions.pop(ev.action_id, None)
         if a is not None:
             logger.warning("on-chain {} {} of {} failed: {} (nothing moved)", a.action, a.action_id, a.market, ev.reason)
+            if a.action == "redeem" and self.settle_on == "redeem":
+                # asked again later while the shares are held (REDEEM_RETRY_NS)
+                self.timers.set(REDEEM_RETRY, a.market, self.clock.now() + REDEEM_RETRY_NS)
 
     def _on_action_done(self, ev: PositionActionDone) -> None:
         a = self.actions.pop(ev.action_id, None)
@@ -1388,9 +1393,23 @@ class Kernel:
             logger.info("strategy {} disabled: {} open order(s) cancelled", s.id, n)
 
     def _on_timer(self, ev: TimerFired) -> None:
+        if ev.owner == REDEEM_RETRY:
+            self._retry_redeem(ev.name)
+            return
         s = self.strategies.get(ev.owner)
         if s is not None and s.enabled:
             s.on_timer(ev)
+
+    def _retry_redeem(self, market: str) -> None:
+        """A failed redeem of a resolved market whose shares are still held is asked for again
+        (the chain may not know the payouts yet, the RPC may have been down, a restart may have
+        cut it short): the shares would otherwise wait for ever."""
+        info = self.catalog.market(market)
+        if (info is None or market not in self.catalog.resolved or self.settle_on != "redeem"
+                or not any(self.portfolio.size(a) > 0 for a in info.asset_ids)
+                or any(a.action == "redeem" and a.market == market for a in self.actions.values())):  # fmt: skip
+            return
+        self.act("", PositionAction(action="redeem", market=market, note="redeem retry"))
 
     # ============================================================================ state
 

@@ -297,3 +297,26 @@ def test_operator_asks_for_a_merge_through_the_control_input(tmp_path):
 def engine_lines(k: Kernel, tmp_path: Any) -> list[dict[str, Any]]:
     k.journal.flush()
     return [msgspec.json.decode(m) for kind, _t, _s, m in JournalReader(tmp_path / "j.jsonl") if kind == ENGINE_EVENT]
+
+
+def test_a_failed_redeem_is_asked_for_again_while_the_shares_are_held():
+    """A redeem that failed (payouts not on chain yet, the RPC down, a restart in between) is
+    asked for again REDEEM_RETRY_NS later, through a journaled timer, until it goes through."""
+    from polybot.kernel import REDEEM_RETRY_NS
+
+    k = kernel(executor=RecordedExecutor("clob"), settle="redeem")
+    hold(k, "a", (400_000, 10 * SHARE), (500_000, 0))
+    resolve(k)
+    (first,) = k.pending_actions()
+    k.process(60, "exec.clob", ENCODER.encode([PositionActionFailed(action_id=first.action_id, action="redeem",
+                                                                   market=M, reason="execution reverted")]))  # fmt: skip
+    assert not k.pending_actions()
+    k.process(60 + REDEEM_RETRY_NS - 1, "clock", b"{}")
+    assert not k.pending_actions()
+    k.process(60 + REDEEM_RETRY_NS, "clock", b"{}")
+    (again,) = k.pending_actions()
+    assert again.action == "redeem" and again.note == "redeem retry" and again.action_id != first.action_id
+    k.process(70 + REDEEM_RETRY_NS, "exec.clob", ENCODER.encode([PositionActionDone(action_id=again.action_id, action="redeem",
+                                                                                   market=M, tx_hash="0x2")]))  # fmt: skip
+    assert k.portfolio.size(Y) == 0 and k.portfolio.realized_pnl("a") == 10 * SHARE - 4_000_000
+    assert k.timers.next_deadline() is None  # nothing left to retry
