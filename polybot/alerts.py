@@ -33,6 +33,7 @@ of them before it is logged.
 
 from __future__ import annotations
 
+import abc
 import re
 import time
 import traceback
@@ -333,7 +334,7 @@ def _retry_after(body: Any, headers: Any) -> float | None:
         return None
 
 
-class Sink:
+class Sink(abc.ABC):
     """A destination for alerts with its own queue, limiter and delivery task. Subclasses
     implement :meth:`deliver`; :meth:`offer` (called from bus handlers) never does I/O."""
 
@@ -450,8 +451,10 @@ class Sink:
 
     # ------------------------------------------------------------------ the task
 
+    @abc.abstractmethod
     async def deliver(self, session: aiohttp.ClientSession, alert: Alert, retries: int) -> bool:
-        raise NotImplementedError
+        """Send one alert (``retries`` further attempts on a transient failure); True when the
+        destination took it."""
 
     async def _extra(self, tg: Any, session: aiohttp.ClientSession) -> None:
         """Further tasks of the sink (Telegram: the command poller)."""

@@ -1,6 +1,7 @@
-"""Deployment files, checked offline: the systemd unit's key settings, the Dockerfile and
-.dockerignore, and the Dockerfile's HEALTHCHECK command (deploy/healthcheck.py) run against a
-real daemon's API: exit 0 while healthy, 1 once trading is halted and when nothing answers."""
+"""Deployment files (config/deploy/), checked offline: the systemd unit's key settings, the
+Dockerfile and its .dockerignore, and the Dockerfile's HEALTHCHECK command (python -m
+polybot.healthcheck) run against a real daemon's API: exit 0 while healthy, 1 once trading is
+halted and when nothing answers."""
 
 from __future__ import annotations
 
@@ -20,9 +21,9 @@ from polybot.cli import build_parser, cmd_run
 from polybot.config import parse_config
 from polybot.daemon import Daemon
 
-from proc_helpers import DIP_TOML, RECORDING, REPO
+from proc_helpers import DIP_TOML, REPO, demo_daemon_toml
 
-DEPLOY = REPO / "deploy"
+DEPLOY = REPO / "config" / "deploy"
 
 
 def unit() -> configparser.ConfigParser:
@@ -67,7 +68,7 @@ def _all(cp: configparser.ConfigParser, section: str, key: str) -> list[tuple[st
 def dockerfile() -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
     lines, cur = [], ""
-    for ln in (REPO / "Dockerfile").read_text().splitlines():
+    for ln in (DEPLOY / "Dockerfile").read_text().splitlines():
         if not cur and (not ln.strip() or ln.lstrip().startswith("#")):
             continue
         cur += ln.rstrip("\\").strip() + " " if ln.endswith("\\") else ln.strip()
@@ -79,15 +80,16 @@ def dockerfile() -> list[tuple[str, str]]:
 
 
 def healthcheck_argv(port: int) -> list[str]:
-    """The Dockerfile's HEALTHCHECK command as this machine runs it: the image's python and
-    /opt/polybot (where the Dockerfile copies the source) mapped here, the test daemon's port."""
+    """The Dockerfile's HEALTHCHECK command as this machine runs it: this python (polybot is
+    installed in it, as in the image), the test daemon's port."""
     hc = [rest for ins, rest in dockerfile() if ins == "HEALTHCHECK"]
     assert len(hc) == 1
     m = re.search(r"\bCMD\s+(\[.*\])\s*$", hc[0])
     assert m, hc[0]
     argv = json.loads(m.group(1))
     assert argv[0] == "python"
-    out = [sys.executable] + [a.replace("/opt/polybot/", f"{REPO}/") for a in argv[1:]]
+    assert argv[1:3] == ["-m", "polybot.healthcheck"]  # the installed package's probe
+    out = [sys.executable] + argv[1:]
     assert any(a == "http://127.0.0.1:8321/critical" for a in out)  # loopback: the probe runs in the container
     return [a.replace(":8321/", f":{port}/") for a in out]
 
@@ -104,44 +106,29 @@ def test_dockerfile_builds_a_non_root_image_with_a_health_check() -> None:
     cmd = json.loads(get("CMD")[-1])
     assert cmd[:2] == ["polybot", "run"]
     assert build_parser().parse_args(cmd[1:]).fn is cmd_run
-    assert get("WORKDIR")[-1] == "/opt/polybot" and get("COPY") == [". ."]  # healthcheck_argv's mapping
+    assert get("WORKDIR")[-1] == "/opt/polybot" and get("COPY") == [". ."]  # built from the repository's top
     assert "--start-period" in get("HEALTHCHECK")[0]
     # the image has no curl: the probe is python's urllib
     assert "curl" not in get("HEALTHCHECK")[0]
 
 
 def test_dockerignore_keeps_what_the_image_needs() -> None:
-    rules = [ln.strip() for ln in (REPO / ".dockerignore").read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    # BuildKit reads <Dockerfile>.dockerignore next to the Dockerfile given with -f
+    rules = [ln.strip() for ln in (DEPLOY / "Dockerfile.dockerignore").read_text().splitlines()
+             if ln.strip() and not ln.startswith("#")]  # fmt: skip
     for excluded in (".git", ".venv", "var", "**/__pycache__", ".pytest_cache"):
         assert excluded in rules
-    for kept in ("recordings", "config", "deploy", "polybot", "adapters", "strategies", "pyproject.toml", "README.md"):
+    for kept in ("recordings", "config", "polybot", "adapters", "strategies", "pyproject.toml", "README.md"):
         assert not any(r.rstrip("/") == kept or r.startswith(kept + "/") for r in rules if not r.startswith("!")), kept
 
 
 def daemon_config(tmp_path: Path) -> Any:
-    text = f"""
-[engine]
-data_dir = "{tmp_path / 'data'}"
-recover = false
-fsync = "never"
-
-[logging]
-status_interval_s = 0
-
-[executor]
-kind = "paper"
-params = {{ cash = "1000" }}
-
-[[feeds]]
-kind = "player"
-name = "demo"
-params = {{ path = "{RECORDING}", speed = 1.0 }}
-
+    text = demo_daemon_toml(tmp_path / "data", extra=f"""
 [api]
 enabled = true
 port = 0
 {DIP_TOML}
-"""
+""")
     return parse_config(msgspec.toml.decode(text.encode()), str(tmp_path / "health.toml"))
 
 
@@ -163,7 +150,7 @@ def test_healthcheck_exits_0_when_healthy_and_1_when_halted_or_down(tmp_path: Pa
             argv = healthcheck_argv(d.api.port)
             results["healthy"] = await probe(*argv)
             # the data dir form: the URL from the running daemon's api.json
-            results["by_dir"] = await probe(sys.executable, str(DEPLOY / "healthcheck.py"), cfg.engine.data_dir)
+            results["by_dir"] = await probe(sys.executable, "-m", "polybot.healthcheck", cfg.engine.data_dir)
             token = (Path(cfg.engine.data_dir) / "api_token").read_text().strip()
             async with aiohttp.ClientSession() as http:
                 async with http.post(f"http://127.0.0.1:{d.api.port}/api/control/halt", json={"reason": "test"},

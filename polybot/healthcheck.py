@@ -1,16 +1,15 @@
-#!/usr/bin/env python3
 """Health probe for a running polybot daemon: ``GET /critical`` on its API.
 
 Exit 0 when the daemon answers 200 (trading active, feeds up, books healthy), 1 otherwise: a 503
 (its reasons are printed: trading halted, a feed down, a book unhealthy for too long) or no
-answer at all (not running, still starting, hung). Standard library only, so it runs in the
-python:3.11-slim image (no curl there) as the Dockerfile's HEALTHCHECK, and from cron or any
-monitoring agent on the host.
+answer at all (not running, still starting, hung). Standard library only (and ``import polybot``
+loads nothing heavy), so it runs in the python:3.11-slim image (no curl there) as the
+Dockerfile's HEALTHCHECK, and from cron or any monitoring agent on the host.
 
-    healthcheck.py                                # http://127.0.0.1:8321/critical
-    healthcheck.py http://127.0.0.1:9000/critical # another address
-    healthcheck.py /var/lib/polybot/live          # a data dir: the URL from its api.json
-    POLYBOT_HEALTH_URL=... healthcheck.py
+    python -m polybot.healthcheck                                # http://127.0.0.1:8321/critical
+    python -m polybot.healthcheck http://127.0.0.1:9000/critical # another address
+    python -m polybot.healthcheck /var/lib/polybot/live          # a data dir: the URL from its api.json
+    POLYBOT_HEALTH_URL=... python -m polybot.healthcheck
 
 ``/critical`` needs no token, even when the API listens on a non-loopback address. The API must
 be enabled (``[api] enabled = true``).
