@@ -871,8 +871,9 @@ class Kernel:
                 left -= n
         return out
 
-    def _moved(self, strategy: str, asset_ids: list[str], market: str, ts: int) -> None:
-        """Position, pair view and PnL events of one strategy after an on-chain action."""
+    def _moved(self, strategy: str, asset_ids: Sequence[str], market: str, ts: int) -> None:
+        """After positions of one strategy moved: the loss bounds, its positions, their
+        markets' pair views and its PnL (the account's PnL is the caller's)."""
         pf = self.portfolio
         for aid in asset_ids:
             self.losses.touch(strategy, aid)
@@ -1279,19 +1280,9 @@ class Kernel:
     def _position_events(self, strategy: str, asset_id: str, ts: int, market: str = "") -> None:
         """After a position moved (a fill, its reversal, a correction): the loss bounds, then
         the strategy's position, its market's pair view, its PnL and the account's."""
-        self.losses.touch(strategy, asset_id)
+        self._moved(strategy, (asset_id,), market, ts)
         pf = self.portfolio
-        sp = pf.by_strategy.get((strategy, asset_id))
-        if sp is not None:
-            self.emit(PositionChanged(ts=ts, asset_id=sp.asset_id, market=sp.market, size=sp.size, cost=sp.cost,
-                                      realized_pnl=sp.realized, fees_paid=sp.fees, rebates=sp.rebates,
-                                      strategy=strategy))  # fmt: skip
-        market = pf.market_of(asset_id, market)
-        if self.catalog.market(market) is not None:
-            self.emit(pf.market_position(market, strategy, ts=ts))
-        marks = pf.marks(self.books)
-        self.emit(pf.pnl(strategy, marks, ts=ts))
-        self.emit(pf.pnl("", marks, ts=ts))
+        self.emit(pf.pnl("", pf.marks(self.books), ts=ts))
 
     def _adopt(self, ev: OrderAdopted) -> None:
         if ev.client_id in self.orders:

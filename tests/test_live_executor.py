@@ -410,6 +410,22 @@ async def test_settlement_statuses_never_move_backwards(tmp_path: Path, monkeypa
         assert rig.executor._fill_status[(tid, rig.order(a).venue_order_id)] == "CONFIRMED"
 
 
+async def _signed_never_sent(rig: Any) -> str:
+    """A bid below the touch that the executor signs and never puts on the wire (the crash
+    between the two); ``del rig.executor._post`` brings the sending back. Its client id."""
+    ex = rig.executor
+    yes = rig.market["yes"]
+    bid, _ = rig.top(yes)
+
+    async def lost(chunk: Any) -> None:
+        return None
+
+    ex._post = lost
+    a = rig.submit(yes, "BUY", bid - 10_000, TEN)
+    await rig.until(lambda: ex.idle(), what="signed")
+    return a
+
+
 async def test_an_unanswered_order_cancelled_before_a_restart_is_closed_not_left_open(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     """An order journaled, never answered, then cancelled (the venue: "not found") before the
@@ -418,15 +434,7 @@ async def test_an_unanswered_order_cancelled_before_a_restart_is_closed_not_left
     it open)."""
     async with live_rig(tmp_path, monkeypatch) as rig:
         ex = rig.executor
-        yes = rig.market["yes"]
-        bid, _ = rig.top(yes)
-
-        async def lost(chunk: Any) -> None:  # the crash: signed, never on the wire
-            return None
-
-        ex._post = lost
-        a = rig.submit(yes, "BUY", bid - 10_000, TEN)
-        await rig.until(lambda: ex.idle(), what="signed")
+        a = await _signed_never_sent(rig)
         rig.kernel.cancel(None, a, "strategy")
         await rig.until(lambda: ex.idle() and rig.order(a).state == "cancel_pending", what="cancel sent")
         del ex._post
@@ -442,15 +450,7 @@ async def test_an_unanswered_order_from_before_a_restart_is_looked_up_never_rese
     hash is recomputed and looked up; the venue has none, so it is refused, not sent again."""
     async with live_rig(tmp_path, monkeypatch) as rig:
         ex = rig.executor
-        yes = rig.market["yes"]
-        bid, _ = rig.top(yes)
-
-        async def lost(chunk: Any) -> None:  # the crash: signed, never on the wire
-            return None
-
-        ex._post = lost
-        a = rig.submit(yes, "BUY", bid - 10_000, TEN)
-        await rig.until(lambda: ex.idle(), what="signed")
+        a = await _signed_never_sent(rig)
         assert rig.order(a).state == "submitted"
         del ex._post
         ex._recovered.add(a)  # as _learn_hashes marks it after a restart
