@@ -75,7 +75,7 @@ from polybot.bookhash import book_hash_wire, ltp_candidates, ltp_str
 from polybot.units import ONE, from_units, to_units
 
 from .simchain import SimChain
-from .simexchange import SimExchange
+from .simexchange import SimExchange, stop_task
 
 if TYPE_CHECKING:  # pragma: no cover
     from .simseries import SimSeries
@@ -569,13 +569,8 @@ class SimServer:
         logger.info("sim listening on {}", self.rest_url)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001
-                pass
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
         if self.sports is not None:
             await self.sports.stop()
         if self.series is not None:

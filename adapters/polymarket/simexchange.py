@@ -385,6 +385,17 @@ Fill = tuple[int, int, int]  # (price in the order's token terms, YES-book price
 # the exchange
 
 
+
+async def stop_task(task: asyncio.Task[Any] | None) -> None:
+    """Cancel a simulator's background task and wait for it to end (whatever it raised)."""
+    if task is not None:
+        task.cancel()
+        try:
+            await task
+        except (asyncio.CancelledError, Exception):  # noqa: BLE001 - it is being stopped
+            pass
+    return None
+
 class SimExchange:
     """Orders, matching, balances and the user channel of a :class:`SimServer`."""
 
@@ -441,13 +452,8 @@ class SimExchange:
         self._task = asyncio.get_running_loop().create_task(self._housekeeping())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001
-                pass
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
         for h in list(self._handles):
             h.cancel()
         self._handles.clear()

@@ -36,6 +36,7 @@ from loguru import logger
 from polybot.units import ONE
 
 from .gamma import ASSET_NAMES, DURATIONS, et_offset_s, window_slug, window_start
+from .simexchange import stop_task
 
 if TYPE_CHECKING:  # pragma: no cover
     from .sim import SimConfig, SimServer, _Market
@@ -159,13 +160,8 @@ class SimSeries:
             self._task = asyncio.get_running_loop().create_task(self._loop())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001
-                pass
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
 
     async def _loop(self) -> None:
         while True:

@@ -107,6 +107,7 @@ from loguru import logger
 from polybot.units import ONE, from_units
 
 from .sim import ASK, BID, _compact, _Market
+from .simexchange import stop_task
 
 if TYPE_CHECKING:  # pragma: no cover
     from .sim import SimConfig, SimServer
@@ -478,13 +479,8 @@ class SimSports:
             self._task = asyncio.get_running_loop().create_task(self._loop())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001
-                pass
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
         for c in list(self._conns):
             await self._close(c, 1001, b"server shutdown")
 
