@@ -114,6 +114,18 @@ class MarketResolved(Event, frozen=True, kw_only=True, tag="market_resolved"):
     exchange_ts: int = 0
 
 
+class MarketStatus(Event, frozen=True, kw_only=True, tag="market_status"):
+    """The venue changed a market's trading state (open, suspended, halted, closed, ...):
+    ``accepting_orders`` and ``closed`` replace the catalog's values, so the risk chain and the
+    paper executor stop (or resume) trading it. ``state`` is the venue's word, lower case."""
+
+    market: str
+    state: str = ""
+    accepting_orders: bool = True
+    closed: bool = False
+    exchange_ts: int = 0
+
+
 # --------------------------------------------------------------------------------------------
 # Reference data
 # --------------------------------------------------------------------------------------------
@@ -177,6 +189,10 @@ class MarketInfo(Event, frozen=True, kw_only=True, tag="market_info"):
     series: str = ""
     tags: tuple[str, ...] = ()
     sports: SportsMarket | None = None  # set for sports markets (Gamma ``sportsMarketType``)
+    # the venue keeps ONE net position per market (a YES bought against NO held closes it): the
+    # portfolio merges a YES+NO pair into collateral as soon as a fill makes one, as the venue
+    # does; the market id then carries the venue ("<venue>:<id>", see polybot.venues)
+    netting: bool = False
 
 
 # --------------------------------------------------------------------------------------------
@@ -682,7 +698,7 @@ class HandlerError(Event, frozen=True, kw_only=True, tag="handler_error"):
 # --------------------------------------------------------------------------------------------
 
 AnyEvent = Union[
-    BookSnapshot, BookDelta, TradePrint, TickSizeChange, BestBidAsk, MarketResolved,
+    BookSnapshot, BookDelta, TradePrint, TickSizeChange, BestBidAsk, MarketResolved, MarketStatus,
     MarketInfo,
     GameState, OddsQuote,
     OrderIntent, OrderPlan, CancelRequest,
