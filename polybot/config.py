@@ -429,7 +429,9 @@ def parse_config(data: dict[str, Any], file: str = "<config>") -> Config:
 # --------------------------------------------------------------------------------------------
 
 SECRET_KEYS = ("private_key", "api_key", "api_secret", "api_passphrase", "odds_api_key", "api_token",
-               "rpc_url", "relayer_api_key", "telegram_bot_token", "alert_webhook_url")
+               "rpc_url", "relayer_api_key", "telegram_bot_token", "alert_webhook_url",
+               # Polymarket US (Ed25519): the key id and the base64 secret key
+               "pmus_key_id", "pmus_secret_key")
 
 
 class Secrets:
