@@ -103,9 +103,18 @@ class LoggingConfig(_C):
                 raise msgspec.ValidationError(f"{exc} - at `$.logging.{key}`") from None
 
 
+class VenueExecutorConfig(_C):
+    kind: str
+    params: dict[str, Any] = {}
+
+
 class ExecutorConfig(_C):
     kind: str = "paper"  # paper | null | loopback | entry-point name | module:Class
     params: dict[str, Any] = {}
+    #: [executor.venues.<venue>]: the executor of the markets whose id carries that venue
+    #: ("pmus:<slug>" -> venue "pmus"); [executor] itself serves the default venue. Absent: the
+    #: one executor serves every market (polybot.execution.router).
+    venues: dict[str, VenueExecutorConfig] = {}
 
 
 class RiskConfig(_C):

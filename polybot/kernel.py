@@ -30,6 +30,7 @@ from .bookhash import BookHasher
 from .bus import PRIORITY_KERNEL, Bus
 from .catalog import Catalog
 from .clock import ReplayClock, Timers
+from .venues import venue_of
 from .events import (
     DECODER,
     ENCODER,
@@ -56,6 +57,7 @@ from .events import (
     InputDropped,
     MarketInfo,
     MarketResolved,
+    MarketStatus,
     OrderAdopted,
     OrderEvent,
     OrderFilled,
@@ -285,6 +287,8 @@ class Kernel:
         self.book_changes = 0  # counts book snapshots and changes (cheap "did prices move" stamp)
         self.stats = KernelStats()
         self.strategies: dict[str, Strategy] = {}
+        # strategy instance -> the venues it may trade on (its config's ``venues``); absent = any
+        self.venues: dict[str, frozenset[str]] = {}
         self.decoders: dict[str, Decoder] = dict(BUILTIN_DECODERS)
         self.decoders["events"] = self._decode_events
         self.redactions: dict[str, list[tuple[bytes, bytes]]] = {}
@@ -592,6 +596,8 @@ class Kernel:
             self.stats.intents += len(legs)
             self.emit(plan)
             bad = next((r for r in map(_sanity, legs) if r), "") if legs else "empty plan"
+            if not bad and self.venues:
+                bad = self._off_venue(strategy, legs)
             if bad:
                 decision, final = reject("kernel", bad), legs
             else:
@@ -608,7 +614,7 @@ class Kernel:
         intent = msgspec.structs.replace(intent, ts=now, strategy=strategy, client_id=self._next_client_id())
         self.stats.intents += 1
         self.emit(intent)
-        bad = _sanity(intent)
+        bad = _sanity(intent) or (self._off_venue(strategy, (intent,)) if self.venues else "")
         if bad:
             decision, out = reject("kernel", bad), intent
         elif self.timing is None:
@@ -617,6 +623,20 @@ class Kernel:
             decision, out = self.timing.section(self.timing.risk, self.risk.check_intent, intent,
                                                 RiskContext(self, strategy))  # fmt: skip
         return self._decided(strategy, decision, [out], [intent], intent.plan_id)
+
+    def _off_venue(self, strategy: str, legs: Sequence[OrderIntent]) -> str:
+        """A strategy limited to some venues (its config's ``venues``; a rolling instance
+        ``<name>/<slug>`` follows ``<name>``) may not trade elsewhere: the refusal, else ``""``."""
+        allowed = self.venues.get(strategy)
+        if allowed is None and "/" in strategy:
+            allowed = self.venues.get(strategy.split("/", 1)[0])
+        if allowed is None:
+            return ""
+        for leg in legs:
+            v = venue_of(leg.asset_id)
+            if v not in allowed:
+                return f"venue {v or 'default'!r} is not in the strategy's venues ({', '.join(sorted(x or 'default' for x in allowed))})"
+        return ""
 
     def _decided(self, strategy: str, decision: Decision, final: list[OrderIntent],
                  original: list[OrderIntent], plan_id: str) -> Decision:  # fmt: skip
@@ -900,6 +920,7 @@ class Kernel:
         sub(MarketInfo, self._on_market_info)
         sub(FeedDisconnected, self._on_disconnected)
         sub(MarketResolved, self._on_resolved)
+        sub(MarketStatus, self._on_market_status)
         sub(OrderEvent, self._on_order_event)
         sub(PositionCorrected, self._on_position_corrected)
         sub(CancelRequest, lambda ev: self.cancel(ev.strategy, ev.client_id, ev.reason))
@@ -1069,6 +1090,15 @@ class Kernel:
             self.losses.reset()  # markets' outcome sets (or fees) changed
         self.integrity.set_catalog_meta(ev.market, from_units(ev.min_order_size), ev.neg_risk)
 
+    def _on_market_status(self, ev: MarketStatus) -> None:
+        """The venue opened, suspended, halted or closed a market: the catalog's
+        ``accepting_orders`` / ``closed`` follow (a repeat of the same state costs a lookup)."""
+        info = self.catalog.market(ev.market)
+        if info is None or (info.accepting_orders == ev.accepting_orders and info.closed == ev.closed):
+            return
+        logger.info("market {} is now {} (accepting orders: {})", ev.market, ev.state or "?", ev.accepting_orders)
+        self.catalog.add(msgspec.structs.replace(info, accepting_orders=ev.accepting_orders, closed=ev.closed))
+
     def _on_disconnected(self, ev: FeedDisconnected) -> None:
         for aid in ev.asset_ids:
             b = self.books.get(aid)
@@ -1139,7 +1169,12 @@ class Kernel:
                 self._reserve(o.intent, o.strategy, o.remaining)
             else:
                 self.exposure.release(o.client_id)
-            self._position_events(o.strategy, ev.asset_id, ev.ts, ev.market)
+            other = self._net_pairs(o.strategy, ev.asset_id)
+            if other:
+                self._moved(o.strategy, (ev.asset_id, other), ev.market, ev.ts)
+                self.emit(pf.pnl("", pf.marks(self.books), ts=ev.ts))
+            else:
+                self._position_events(o.strategy, ev.asset_id, ev.ts, ev.market)
         elif not o.is_open:
             self.exposure.release(o.client_id)
 
@@ -1276,6 +1311,23 @@ class Kernel:
         logger.warning("fill reversed (trade {} FAILED): {} {} {} @ {} of {} undone", r.trade_id, r.strategy, r.side,
                        r.size, r.price, r.client_id)  # fmt: skip
         self._position_events(r.strategy, r.asset_id, ev.ts)
+
+    def _net_pairs(self, strategy: str, asset_id: str) -> str:
+        """On a venue that keeps one net position per market (``MarketInfo.netting``), a fill
+        that leaves ``strategy`` holding both outcomes closes the pairs at once, as the venue
+        does: each YES+NO pair becomes 1 of collateral (a merge: ``1 - pair cost`` realized).
+        Returns the other asset when pairs were netted, else ``""``. One dict lookup for the
+        markets of other venues."""
+        info = self.catalog.for_asset(asset_id)
+        if info is None or not info.netting or len(info.asset_ids) != 2:
+            return ""
+        pf = self.portfolio
+        a, b = info.asset_ids
+        n = min(pf.size(a, strategy), pf.size(b, strategy))
+        if n <= 0:
+            return ""
+        pf.exchange(strategy, ((a, n), (b, n)), (), n, info.market)
+        return b if asset_id == a else a
 
     def _position_events(self, strategy: str, asset_id: str, ts: int, market: str = "") -> None:
         """After a position moved (a fill, its reversal, a correction): the loss bounds, then

@@ -21,7 +21,7 @@ import msgspec
 from loguru import logger
 
 from .events import enc_hook
-from .execution import RecordedExecutor
+from .execution.router import recorded_twin
 from .journal import ENGINE_EVENT, JournalReader, repair_tail
 from .kernel import Kernel
 
@@ -84,7 +84,7 @@ def recover(kernel: Kernel, journal_path: str | os.PathLike[str], snapshot_path:
     kernel.journal = None
     if saved_exec.asynchronous:
         # its answers are inputs in the tail; a simulated executor (paper) recomputes its own
-        kernel.set_executor(RecordedExecutor(saved_exec.name))
+        kernel.set_executor(recorded_twin(saved_exec))
     n = 0
     try:
         reader = JournalReader(jp, bare_source=bare_source or "unknown", offset=offset)

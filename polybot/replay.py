@@ -29,7 +29,7 @@ from loguru import logger
 
 from .config import Config
 from .events import Event, type_name
-from .execution import RecordedExecutor
+from .execution.router import offline_twin
 from .imports import ForeignReader, detect_format
 from .journal import ENGINE_EVENT, JournalReader, JournalWriter
 from .report import SessionReport
@@ -76,14 +76,11 @@ def replay(
     faithful = mode == "faithful"
     executor: Any = build_executor(cfg, configure=False)
     if executor.asynchronous:
-        executor.close()
         # its answers are inputs in the journal: faithful replay feeds them back; what-if
         # replay cannot ask it, so a simulated executor answers instead
-        if faithful:
-            executor = RecordedExecutor(executor.name)
-        else:
+        if not faithful:
             logger.warning("what-if replay: executor {!r} answers asynchronously; using 'paper' instead", executor.name)
-            executor = build_executor(cfg, "paper", params={})
+        executor = offline_twin(executor, faithful, lambda: build_executor(cfg, "paper", params={}))
     kernel = build_kernel(cfg, executor=executor, journal=writer, synthesize_timers=not faithful,
                           only_strategies=strategies, verify_books=verify_book)  # fmt: skip
     report = SessionReport(kernel, mark=cfg.portfolio.mark, sample_ns=int(cfg.portfolio.drawdown_sample_s * 1e9))

@@ -84,19 +84,40 @@ def build_risk(cfg: Config) -> RiskChain:
 
 def build_executor(cfg: Config, kind: str | None = None, params: dict[str, Any] | None = None,
                    configure: bool = True) -> Executor:  # fmt: skip
-    """The configured executor. ``configure=False`` (replay) skips its ``configure`` hook: a live
-    executor then reads no credentials (a journal replays on a machine without the keys)."""
+    """The configured executor: ``[executor]``, or with ``[executor.venues.<venue>]`` tables a
+    :class:`~polybot.execution.router.VenueRouter` of one executor per venue (an explicit
+    ``kind`` builds that one executor alone). ``configure=False`` (replay) skips the
+    ``configure`` hooks: a live executor then reads no credentials (a journal replays on a
+    machine without the keys)."""
+    if kind is None and cfg.executor.venues:
+        from .execution.router import VenueRouter
+        from .venues import check_name
+
+        file = cfg.source_path or "<config>"
+        members = {"": _one_executor(cfg, cfg.executor.kind, cfg.executor.params, "executor", configure)}
+        for venue, vc in sorted(cfg.executor.venues.items()):
+            if not venue or not check_name(venue):
+                raise ConfigError(f"{file}: executor.venues.{venue}: a venue is a short lower-case word "
+                                  "(the prefix of its market ids, e.g. \"pmus\")")  # fmt: skip
+            members[venue] = _one_executor(cfg, vc.kind, vc.params, f"executor.venues.{venue}", configure)
+        try:
+            return VenueRouter(members)
+        except ValueError as exc:
+            raise ConfigError(f"{file}: executor.venues: {exc}") from None
+    return _one_executor(cfg, kind or cfg.executor.kind, cfg.executor.params if params is None else params,
+                         "executor", configure)  # fmt: skip
+
+
+def _one_executor(cfg: Config, kind: str, params: dict[str, Any], where: str, configure: bool) -> Executor:
     file = cfg.source_path or "<config>"
-    kind = kind or cfg.executor.kind
-    params = cfg.executor.params if params is None else params
     try:
         cls = _by_name("polybot.executors", kind)
     except (LookupError, ImportError, ValueError, AttributeError) as exc:
-        raise ConfigError(f"{file}: executor.kind: {exc}") from None
+        raise ConfigError(f"{file}: {where}.kind: {exc}") from None
     try:
         ex = cls(**params)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{file}: executor.params: {exc}") from None
+        raise ConfigError(f"{file}: {where}.params: {exc}") from None
     hook = getattr(ex, "configure", None) if configure else None
     if hook is not None:  # a live executor reads its credentials (env / secrets file)
         hook(cfg)
@@ -142,6 +163,14 @@ def build_kernel(
         enabled = t.pop("enabled", True)
         if not isinstance(enabled, bool):
             raise ConfigError(f"{file}: strategies.{inst}.enabled: expected bool")
+        venues = t.pop("venues", None)
+        if venues is not None:
+            from .venues import check_name
+
+            if not isinstance(venues, list) or not all(isinstance(v, str) and check_name(v) for v in venues):
+                raise ConfigError(f"{file}: strategies.{inst}.venues: expected a list of venue names "
+                                  "(\"\" = the default venue, \"pmus\" = markets \"pmus:<slug>\")")  # fmt: skip
+            k.venues[inst] = frozenset(venues)
         try:
             cls = load_strategy_class(ref)
         except (LookupError, ImportError, TypeError, ValueError, AttributeError) as exc:

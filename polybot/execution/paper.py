@@ -324,6 +324,26 @@ class PaperExecutor(Executor):
             if keep:
                 self.share_res[cid] = keep
 
+    def _net_pairs(self, asset_id: str) -> None:
+        """A venue with one net position per market (``MarketInfo.netting``) turns a YES+NO
+        pair into 1 of collateral as soon as a buy makes one (shares held for resting sells
+        stay)."""
+        k = self.kernel
+        assert k is not None
+        info = k.catalog.for_asset(asset_id)
+        if info is None or not info.netting or len(info.asset_ids) != 2:
+            return
+        a, b = info.asset_ids
+        sh, res = self.shares, self.share_res_by_asset
+        n = min(sh.get(a, 0) - res.get(a, 0), sh.get(b, 0) - res.get(b, 0))
+        if n <= 0:
+            return
+        for x in (a, b):
+            sh[x] -= n
+            if not sh[x]:
+                del sh[x]
+        self.cash += n
+
     # ------------------------------------------------------------------ answers
 
     def _common(self, order: Order) -> dict[str, Any]:
@@ -362,6 +382,7 @@ class PaperExecutor(Executor):
             self.reserved[cid] = res - take
             self.cash -= spend - take
             self.shares[a] = self.shares.get(a, 0) + size
+            self._net_pairs(a)
         else:
             r = self.share_res.get(cid, 0)
             t = min(r, size)
