@@ -426,7 +426,9 @@ class Daemon:
                 {"url": f"http://{_url_host(self.cfg.api.host)}:{self.api.port}/", "pid": os.getpid()}))  # fmt: skip
         self.prepare()
         logger.info("polybot daemon: {} feed(s), {} strateg(ies), executor {}, journal {}",
-                    len(self.feeds), len(k.strategies), self.executor.name, self.journal_path)  # fmt: skip
+                    len(self.feeds), len(k.strategies),
+                    self.executor.describe() if hasattr(self.executor, "describe") else self.executor.name,
+                    self.journal_path)  # fmt: skip
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._consume, recv)
             if self.executor.asynchronous:

@@ -407,7 +407,10 @@ class Monitor:
             "uptime_s": round(time.time() - self.started_wall, 3),
             "trading_state": k.trading_state,
             "executor": {"name": getattr(executor, "name", ""), "kind": type(executor).__name__ if executor else "",
-                         "dry_run": bool(getattr(getattr(executor, "params", None), "dry_run", False))},
+                         "dry_run": bool(getattr(getattr(executor, "params", None), "dry_run", False)),
+                         # a router: each venue's executor ("" = the default venue)
+                         **({"venues": {v: m.name for v, m in sorted(executor.members.items())}}
+                            if hasattr(executor, "members") else {})},
             "inputs": st.inputs, "events": st.events, "dropped": st.dropped, "intents": st.intents,
             "orders": st.orders, "fills": st.fills, "rejections": st.rejections,
             "open_orders": len(k.orders.open_orders()),
