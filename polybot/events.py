@@ -193,6 +193,9 @@ class MarketInfo(Event, frozen=True, kw_only=True, tag="market_info"):
     # portfolio merges a YES+NO pair into collateral as soon as a fill makes one, as the venue
     # does; the market id then carries the venue ("<venue>:<id>", see polybot.venues)
     netting: bool = False
+    # the venue pays resolved positions into cash itself (no redeem to send): the portfolio
+    # settles at the resolution even with ``[portfolio] settle = "redeem"``
+    auto_settle: bool = False
 
 
 # --------------------------------------------------------------------------------------------

@@ -1109,8 +1109,10 @@ class Kernel:
         self.catalog.mark_resolved(ev)
         pf = self.portfolio
         if self.settle_on == "redeem":
-            self._resolved_unredeemed(ev)
-            return
+            info = self.catalog.market(ev.market)
+            if info is None or not info.auto_settle:
+                self._resolved_unredeemed(ev)
+                return
         changed = pf.settle(ev)
         for strat, p in changed:
             self.losses.touch(strat, p.asset_id)

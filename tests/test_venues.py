@@ -253,3 +253,27 @@ def test_netting_never_leaves_both_sides_held_and_keeps_cash_plus_value_equal_to
         # cash + cost basis of what is held = start + realized (nothing unrealized at cost)
         basis = sum(p.cost for p in pf.positions.values())
         assert pf.cash + basis == 1000 * U + pf.realized_pnl()
+
+
+def test_a_venue_that_settles_itself_is_settled_at_the_resolution_even_with_settle_redeem() -> None:
+    from polybot.events import MarketResolved
+
+    ex = PaperExecutor(cash="1000")
+    k = Kernel(executor=ex, verify_books=False, synthesize_timers=True, settle="redeem", auto_redeem=True)
+    clob, us = infos()
+    import msgspec as _m
+
+    feed(k, clob, _m.structs.replace(us, auto_settle=True), *books(US_M, US_Y, US_N, 440_000, 450_000),
+         *books(CLOB_M, CLOB_Y, CLOB_N, 440_000, 450_000))  # fmt: skip
+    k.submit("s", intent(US_Y, US_M, price=450_000))
+    k.submit("s", intent(CLOB_Y, CLOB_M, price=450_000))
+    from polybot.events import PositionAction
+
+    asked: list[str] = []
+    k.bus.subscribe(PositionAction, lambda a: asked.append(a.market))
+    feed(k, MarketResolved(market=US_M, asset_ids=(US_Y, US_N), winning_asset_id=US_Y),
+         MarketResolved(market=CLOB_M, asset_ids=(CLOB_Y, CLOB_N), winning_asset_id=CLOB_Y))  # fmt: skip
+    pf = k.portfolio
+    assert pf.size(US_Y, "s") == 0  # the venue paid it at once
+    assert asked == [CLOB_M]  # the CLOB's shares wait for a redeem (auto_redeem asks for it); the venue's don't
+    assert pf.realized_pnl("s") == 2 * 10 * (U - 450_000)  # both paid 1 per winning share in the end
