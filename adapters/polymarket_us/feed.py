@@ -184,6 +184,9 @@ class UsMarketFeed(Feed):
         settlement_poll_s: PosFloat = 60.0
         #: consecutive refusals of the API key by the WebSocket before the feed stops
         max_auth_failures: Annotated[int, msgspec.Meta(ge=1)] = 3
+        #: the local simulator's published demo key (adapters/polymarket_us/sim.py): only for
+        #: loopback URLs (the offline demo); never a real credential
+        demo_key: bool = False
 
     #: BookHealth reasons a reconnect repairs by itself (no REST fetch for those)
     RECONNECT_REASONS: tuple[str, ...] = ("disconnect", "reconnect")
@@ -227,6 +230,11 @@ class UsMarketFeed(Feed):
         ``ValueError`` naming the secret when it is missing (unless ``poll_s`` > 0) or unusable."""
         from polybot.config import load_secrets
 
+        if self.params.demo_key:
+            from .sim import DEMO_KEY_ID, DEMO_SECRET_KEY
+
+            self.set_credentials(DEMO_KEY_ID, DEMO_SECRET_KEY)
+            return
         secrets = load_secrets(cfg, dict(os.environ) if env is None else dict(env))
         key_id, secret = secrets.get(KEY_ID) or "", secrets.get(SECRET_KEY) or ""
         if key_id or secret:
@@ -785,6 +793,12 @@ def _validate(name: str, p: Any) -> None:
             raise bad(f, "must be an http:// or https:// URL")
     if p.ws_url and not p.ws_url.startswith(("ws://", "wss://")):
         raise bad("ws_url", "must be a ws:// or wss:// URL")
+    if p.demo_key:
+        from .sim import loopback_only
+
+        for f in ("api_url", "gateway_url", "ws_url"):
+            if getattr(p, f) and not loopback_only(getattr(p, f)):
+                raise bad(f, "must be a loopback URL with demo_key = true (the simulator's key opens nothing else)")
     for f in ("markets", "events"):
         for i, s in enumerate(getattr(p, f)):
             if not isinstance(s, str) or not s.strip() or "/" in s or "?" in s:

@@ -1635,3 +1635,12 @@ class UsSimServer:
 
     async def _h_balances(self, request: web.Request) -> web.Response:
         return web.json_response({"balances": [self._balance_wire()]})
+
+
+def loopback_only(url: str) -> bool:
+    """True if ``url`` points at this machine (127.0.0.1, ::1 or localhost): where the demo key
+    may be used."""
+    from urllib.parse import urlsplit
+
+    host = (urlsplit(url).hostname or "").lower()
+    return host in ("127.0.0.1", "localhost", "::1") or host.startswith("127.")
