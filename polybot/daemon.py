@@ -388,8 +388,9 @@ class Daemon:
         """The data dir's lock and, unless recording, the executor's account lock (polybot.instance)."""
         from .instance import InstanceLock
 
-        account = "" if self.record_only else str(getattr(self.executor, "account_id", "") or "")
-        self.instance_lock = InstanceLock(self.data_dir, account_id=account,
+        members = list(getattr(self.executor, "members", {}).values()) or [self.executor]
+        accounts = [] if self.record_only else [str(getattr(ex, "account_id", "") or "") for ex in members]
+        self.instance_lock = InstanceLock(self.data_dir, account_ids=accounts,
                                           config_path=self.cfg.source_path).acquire()  # fmt: skip
 
     def unlock_instance(self) -> None:

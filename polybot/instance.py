@@ -30,6 +30,7 @@ import socket
 import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -157,17 +158,21 @@ class InstanceLock:
     """
 
     def __init__(self, data_dir: str | os.PathLike[str], *, account_id: str = "", config_path: str = "",
-                 directory: str | os.PathLike[str] | None = None) -> None:  # fmt: skip
+                 directory: str | os.PathLike[str] | None = None, account_ids: Sequence[str] = ()) -> None:  # fmt: skip
         self.data_dir = Path(data_dir).absolute()
-        self.account_id = account_id.strip()
+        # one lock per account traded (a router of venues trades one account on each)
+        ids = [a.strip() for a in (account_id, *account_ids) if a and a.strip()]
+        self.account_ids = list(dict.fromkeys(ids))
+        self.account_id = self.account_ids[0] if self.account_ids else ""
         self.config_path = config_path
         self.directory = Path(directory) if directory is not None else lock_dir()
         self.data_lock = FileLock(self.data_dir / DATA_DIR_LOCK)
-        self.account_lock = FileLock(self.directory / account_lock_name(self.account_id)) if self.account_id else None
+        self.account_locks = [FileLock(self.directory / account_lock_name(a)) for a in self.account_ids]
+        self.account_lock = self.account_locks[0] if self.account_locks else None
 
     @property
     def held(self) -> bool:
-        return self.data_lock.held and (self.account_lock is None or self.account_lock.held)
+        return self.data_lock.held and all(lk.held for lk in self.account_locks)
 
     def holder(self, kind: str) -> dict[str, Any]:
         return {"pid": os.getpid(), "host": socket.gethostname(),
@@ -186,27 +191,31 @@ class InstanceLock:
                 f"{file}: engine.data_dir: {self.data_dir} is in use by another polybot ({_describe(other)}); "
                 f"stop that one first, or give this one its own data_dir (lock {self.data_lock.path})",
                 self.data_lock.path, other)  # fmt: skip
-        if self.account_lock is None:
-            return self
-        try:
-            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            other = self.account_lock.acquire(self.holder("account"))
-        except OSError as exc:
-            self.data_lock.release()
-            raise ConfigError(f"{file}: executor: cannot lock the account in {self.directory} "
-                              f"({LOCK_DIR_ENV}): {exc.strerror or exc}") from None  # fmt: skip
-        if other is not None:
-            self.data_lock.release()
-            raise AlreadyRunning(
-                f"{file}: executor: account {self.account_id} is already traded by another polybot "
-                f"({_describe(other)}); two daemons on one key and funder would cancel each other's "
-                f"orders: stop that one first (lock {self.account_lock.path})",
-                self.account_lock.path, other)  # fmt: skip
+        for i, (account, lk) in enumerate(zip(self.account_ids, self.account_locks)):
+            try:
+                self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+                other = lk.acquire(self.holder("account"))
+            except OSError as exc:
+                self._release_upto(i)
+                raise ConfigError(f"{file}: executor: cannot lock the account in {self.directory} "
+                                  f"({LOCK_DIR_ENV}): {exc.strerror or exc}") from None  # fmt: skip
+            if other is not None:
+                self._release_upto(i)
+                raise AlreadyRunning(
+                    f"{file}: executor: account {account} is already traded by another polybot "
+                    f"({_describe(other)}); two daemons on one key and funder would cancel each other's "
+                    f"orders: stop that one first (lock {lk.path})",
+                    lk.path, other)  # fmt: skip
         return self
 
+    def _release_upto(self, n: int) -> None:
+        for lk in self.account_locks[:n]:
+            lk.release()
+        self.data_lock.release()
+
     def release(self) -> None:
-        if self.account_lock is not None:
-            self.account_lock.release()
+        for lk in self.account_locks:
+            lk.release()
         self.data_lock.release()
 
     def __enter__(self) -> InstanceLock:

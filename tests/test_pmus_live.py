@@ -482,6 +482,26 @@ async def test_halt_cancels_everything_at_the_venue(tmp_path: Path, monkeypatch:
         assert all(o["state"] == "ORDER_STATE_CANCELED" for o in sim.orders.values())
 
 
+async def test_on_chain_actions_are_refused_through_the_door(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from polybot.events import PositionAction, PositionActionFailed
+
+    set_keys(monkeypatch)
+    async with sim_server() as sim, run_daemon(sim, tmp_path / "d") as rig:
+        failed: list[PositionActionFailed] = []
+        rig.kernel.bus.subscribe(PositionActionFailed, failed.append)
+        rig.kernel.act("", PositionAction(action="split", market=f"pmus:{S0}", amount=1_000_000))
+        await rig.until(lambda: failed, what="the refusal")
+        assert "not on Polymarket US" in failed[0].reason and not rig.kernel.actions
+
+
+def test_the_demo_key_is_for_loopback_only() -> None:
+    from adapters.polymarket_us.live import UsExecutor
+
+    UsExecutor(demo_key=True, api_url="http://127.0.0.1:1", ws_url="ws://127.0.0.1:1")
+    with pytest.raises(ValueError, match="api_url: must be a loopback URL"):
+        UsExecutor(demo_key=True)
+
+
 # ---------------------------------------------------------------------- keys, strays, restarts
 
 

@@ -277,3 +277,18 @@ def test_a_venue_that_settles_itself_is_settled_at_the_resolution_even_with_sett
     assert pf.size(US_Y, "s") == 0  # the venue paid it at once
     assert asked == [CLOB_M]  # the CLOB's shares wait for a redeem (auto_redeem asks for it); the venue's don't
     assert pf.realized_pnl("s") == 2 * 10 * (U - 450_000)  # both paid 1 per winning share in the end
+
+
+def test_a_router_daemon_locks_every_venues_account(tmp_path: Path) -> None:
+    from polybot.instance import AlreadyRunning, InstanceLock
+
+    both = InstanceLock(tmp_path / "a", account_ids=["clob-key", "pmus-key"]).acquire()
+    try:
+        assert both.held and len(both.account_locks) == 2
+        with pytest.raises(AlreadyRunning, match="account pmus-key"):
+            InstanceLock(tmp_path / "b", account_id="pmus-key").acquire()
+        # the refused one let go of what it had taken: its data dir is free again
+        InstanceLock(tmp_path / "b").acquire().release()
+    finally:
+        both.release()
+    InstanceLock(tmp_path / "c", account_id="pmus-key").acquire().release()

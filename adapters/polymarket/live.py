@@ -112,7 +112,10 @@ _STATE_TRIGGER = {"halted": "halt", "reducing": "reducing"}  # trading state -> 
 
 def USER_DECODER(msg: bytes, ts: int) -> Sequence[Event]:  # noqa: N802 - an entry point name
     """Raw user-channel frames are journaled for the audit trail; what they mean reaches the
-    kernel as the executor's ``exec.clob`` records, so they decode to nothing here."""
+    kernel as the executor's ``exec.clob`` records, so they decode to nothing here. Parsed all
+    the same: a frame that is not JSON (``PONG``) raises, and the kernel journals it as a JSON
+    string (one JSON object a line)."""
+    msgspec.json.decode(msg)
     return ()
 
 

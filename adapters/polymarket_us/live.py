@@ -106,6 +106,8 @@ from polybot.events import (
     OrderPartiallyFilled,
     OrderRejected,
     OrderUnknown,
+    PositionAction,
+    PositionActionFailed,
     PositionCorrected,
     TradingStateChanged,
 )
@@ -186,6 +188,9 @@ class UsParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     activities_limit: int = 500
     #: slugs for the private subscriptions ([] = every market of the account)
     markets: list[str] = []
+    #: the local simulator's published demo key (adapters/polymarket_us/sim.py) instead of the
+    #: secrets: only with loopback URLs (the offline demo); never a real credential
+    demo_key: bool = False
 
 
 class HttpError(Exception):
@@ -531,6 +536,13 @@ class UsExecutor(Executor):
         for name_ in ("request_timeout_s", "ws_ping_s", "ws_silence_s"):
             if getattr(p, name_) <= 0:
                 raise ValueError(f"{name_}: must be positive")
+        if p.demo_key:
+            from .sim import loopback_only
+
+            for name_ in ("api_url", "ws_url"):
+                if getattr(p, name_) and not loopback_only(getattr(p, name_)):
+                    raise ValueError(f"{name_}: must be a loopback URL with demo_key = true "
+                                     "(the simulator's key opens nothing else)")  # fmt: skip
         self.tif_map = {**VENUE_TIF, **p.tif}
         self.dry_run = p.dry_run
         self._key_id = ""
@@ -576,9 +588,14 @@ class UsExecutor(Executor):
         """The key id and the Ed25519 secret from the environment or the secrets file."""
         from polybot.config import load_secrets
 
-        secrets = load_secrets(cfg)
-        key_id = secrets.get("pmus_key_id")
-        secret = secrets.get("pmus_secret_key")
+        if self.params.demo_key:
+            from .sim import DEMO_KEY_ID, DEMO_SECRET_KEY
+
+            key_id, secret = DEMO_KEY_ID, DEMO_SECRET_KEY
+        else:
+            secrets = load_secrets(cfg)
+            key_id = secrets.get("pmus_key_id")
+            secret = secrets.get("pmus_secret_key")
         if not key_id:
             raise ConfigError("secrets: pmus_key_id is missing: set POLYBOT_PMUS_KEY_ID or pmus_key_id in the "
                               "[secrets] file (the API key id from polymarket.us/developer)")  # fmt: skip
@@ -594,6 +611,13 @@ class UsExecutor(Executor):
 
     def __repr__(self) -> str:
         return f"UsExecutor({self.params.api_url}, key={self.alias or 'unset'})"
+
+    def act(self, action: PositionAction) -> None:
+        """On-chain position actions do not exist on this venue: it keeps one net position per
+        market (no pairs to merge or split, nothing to convert) and pays resolved positions
+        itself (``MarketInfo.auto_settle``: nothing to redeem). Refused by the executor's task,
+        through the door (``exec.pmus``), like every answer of this executor."""
+        self._enqueue("act", action)
 
     @property
     def account_id(self) -> str:
@@ -806,6 +830,10 @@ class UsExecutor(Executor):
                     await self._handle_orders(seg)
                     seg = []
                 await self._cancel_all(x)
+            elif op == "act":
+                await self._report([PositionActionFailed(
+                    ts=0, action_id=x.action_id, action=x.action, market=x.market, strategy=x.strategy,
+                    reason=f"{x.action}: not on Polymarket US (one net position per market, settled by the venue)")])  # fmt: skip
             else:
                 seg.append((op, x))
         if seg:

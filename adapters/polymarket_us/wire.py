@@ -831,11 +831,15 @@ class RestDecoder:
 
 
 class PrivateDecoder:
-    """The ``polymarket_us.private`` source: journaled for the audit trail only."""
+    """The ``polymarket_us.private`` source: journaled for the audit trail only (what the frames
+    mean reaches the kernel as the executor's ``exec.pmus`` records). The frame is parsed all the
+    same: one that is not JSON then raises, and the kernel journals it as a JSON string, so the
+    journal stays one JSON object a line."""
 
     source = PRIVATE_SOURCE
 
     def decode(self, msg: bytes, ts: int) -> Sequence[Event]:
+        msgspec.json.decode(msg)
         return ()
 
     __call__ = decode
