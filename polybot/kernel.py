@@ -598,6 +598,8 @@ class Kernel:
             bad = next((r for r in map(_sanity, legs) if r), "") if legs else "empty plan"
             if not bad and self.venues:
                 bad = self._off_venue(strategy, legs)
+            if not bad:
+                bad = self._netting_conflict(strategy, legs)
             if bad:
                 decision, final = reject("kernel", bad), legs
             else:
@@ -614,7 +616,8 @@ class Kernel:
         intent = msgspec.structs.replace(intent, ts=now, strategy=strategy, client_id=self._next_client_id())
         self.stats.intents += 1
         self.emit(intent)
-        bad = _sanity(intent) or (self._off_venue(strategy, (intent,)) if self.venues else "")
+        bad = _sanity(intent) or (self._off_venue(strategy, (intent,)) if self.venues else "") or \
+            (self._netting_conflict(strategy, (intent,)) if intent.side == "BUY" else "")
         if bad:
             decision, out = reject("kernel", bad), intent
         elif self.timing is None:
@@ -636,6 +639,24 @@ class Kernel:
             v = venue_of(leg.asset_id)
             if v not in allowed:
                 return f"venue {v or 'default'!r} is not in the strategy's venues ({', '.join(sorted(x or 'default' for x in allowed))})"
+        return ""
+
+    def _netting_conflict(self, strategy: str, legs: Sequence[OrderIntent]) -> str:
+        """On a venue with one net position per market, a buy of one outcome while ANOTHER
+        strategy holds the other would close that strategy's position at the venue behind its
+        back (the account's YES and NO net out): refused, naming the holder. ``""`` if fine."""
+        pf = self.portfolio
+        for leg in legs:
+            if leg.side != "BUY":
+                continue
+            info = self.catalog.for_asset(leg.asset_id)
+            if info is None or not info.netting:
+                continue
+            other = self.catalog.complement(leg.asset_id)
+            if other and pf.size(other) > pf.size(other, strategy):
+                holders = [s for s in pf.strategies() if s != strategy and pf.size(other, s) > 0]
+                return (f"netting venue: {', '.join(holders) or 'another strategy'} holds the other outcome of "
+                        f"{info.market}; buying this one would close it at the venue")  # fmt: skip
         return ""
 
     def _decided(self, strategy: str, decision: Decision, final: list[OrderIntent],
@@ -1179,6 +1200,12 @@ class Kernel:
                 self._position_events(o.strategy, ev.asset_id, ev.ts, ev.market)
         elif not o.is_open:
             self.exposure.release(o.client_id)
+            if o.intent.side == "SELL":  # the shares it offered are free: they may make pairs now
+                other = self._net_pairs(o.strategy, o.asset_id)
+                if other:
+                    pf = self.portfolio
+                    self._moved(o.strategy, (o.asset_id, other), o.intent.market, ev.ts)
+                    self.emit(pf.pnl("", pf.marks(self.books), ts=ev.ts))
 
     # ---------------------------------------------------------------- sports and odds
 
@@ -1318,14 +1345,17 @@ class Kernel:
         """On a venue that keeps one net position per market (``MarketInfo.netting``), a fill
         that leaves ``strategy`` holding both outcomes closes the pairs at once, as the venue
         does: each YES+NO pair becomes 1 of collateral (a merge: ``1 - pair cost`` realized).
-        Returns the other asset when pairs were netted, else ``""``. One dict lookup for the
-        markets of other venues."""
+        Shares the strategy's open SELLs offer are not netted (that SELL would then sell what
+        is no longer held and book a negative position): they pair once it is done. Returns the
+        other asset when pairs were netted, else ``""``. One dict lookup for the markets of
+        other venues."""
         info = self.catalog.for_asset(asset_id)
         if info is None or not info.netting or len(info.asset_ids) != 2:
             return ""
         pf = self.portfolio
         a, b = info.asset_ids
-        n = min(pf.size(a, strategy), pf.size(b, strategy))
+        offered = self.orders.open_shares
+        n = min(pf.size(a, strategy) - offered(strategy, a, "SELL"), pf.size(b, strategy) - offered(strategy, b, "SELL"))
         if n <= 0:
             return ""
         pf.exchange(strategy, ((a, n), (b, n)), (), n, info.market)

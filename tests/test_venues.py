@@ -292,3 +292,15 @@ def test_a_router_daemon_locks_every_venues_account(tmp_path: Path) -> None:
     finally:
         both.release()
     InstanceLock(tmp_path / "c", account_id="pmus-key").acquire().release()
+
+
+def test_on_a_netting_venue_a_strategy_cannot_buy_the_outcome_another_strategy_holds() -> None:
+    k, ex = paper_kernel()
+    assert k.submit("a", intent(US_Y, US_M, price=450_000)).approved
+    d = k.submit("b", intent(US_N, US_M, price=560_000))
+    assert not d.approved and "netting venue: a holds the other outcome" in d.reason
+    assert k.portfolio.size(US_Y, "a") == 10 * U == ex.shares[US_Y]
+    # the holder itself may (its pair nets), and other venues' markets are not concerned
+    assert k.submit("a", intent(US_N, US_M, price=560_000)).approved
+    assert k.submit("a", intent(CLOB_Y, CLOB_M, price=450_000)).approved
+    assert k.submit("b", intent(CLOB_N, CLOB_M, price=560_000)).approved
