@@ -97,6 +97,7 @@ from polybot.events import (
     ExecutorNotice,
     MarketInfo,
     MarketResolved,
+    MarketStatus,
     OrderAccepted,
     OrderAdopted,
     OrderCancelled,
@@ -575,6 +576,8 @@ class UsExecutor(Executor):
         self._unknown_checked = False
         self._last_rx = time.monotonic()
         self._ws: Any = None
+        self._status: dict[str, tuple[bool, bool]] = {}  # market -> (accepting orders, closed) last stated
+        self._settled: set[str] = set()  # slugs whose position the venue shows expired (settled)
         self.balance: dict[str, Any] = {}
         self.reconciles = 0
         self.private_connects = 0
@@ -636,6 +639,7 @@ class UsExecutor(Executor):
         kernel.bus.subscribe(TradingStateChanged, self._on_trading_state)
         kernel.bus.subscribe(MarketResolved, self._on_market_end)
         kernel.bus.subscribe(MarketInfo, self._on_market_end)
+        kernel.bus.subscribe(MarketStatus, self._on_market_end)  # the markets stream's state changes
 
     def detach(self) -> None:
         if self.kernel is not None:
@@ -646,9 +650,14 @@ class UsExecutor(Executor):
         if _STATE_TRIGGER.get(ev.state, "") in self.params.cancel_all_on and not self.dry_run:
             self._enqueue("cancel_all", "")
 
-    def _on_market_end(self, ev: MarketResolved | MarketInfo) -> None:
+    def _on_market_end(self, ev: MarketResolved | MarketInfo | MarketStatus) -> None:
         """A pmus market resolved, closed or no longer accepting orders: cancel what rests there."""
-        if isinstance(ev, MarketInfo) and ev.accepting_orders and not ev.closed:
+        if isinstance(ev, MarketStatus):  # (stated by every book frame: act on a change only)
+            was = self._status.get(ev.market)
+            self._status[ev.market] = now = (ev.accepting_orders, ev.closed)
+            if was == now:
+                return
+        if isinstance(ev, (MarketInfo, MarketStatus)) and ev.accepting_orders and not ev.closed:
             return
         slug = slug_of_market(ev.market)
         k = self.kernel
@@ -1161,7 +1170,10 @@ class UsExecutor(Executor):
             if oid and oid in self._by_vid:
                 continue
             q = decimal_units(t.get("qtyDecimal") or t.get("qty"))
+            created = parse_time_ms(t.get("createTime"))
+            # (the first page of trades reaches back before the send: an older trade is not it)
             if (not tid or tid in self._all_tids or str(t.get("marketSlug", slug)) != slug or q <= 0
+                    or created is None or created < p.since_ms
                     or not price_fits(intent, limit, decimal_units(t.get("price"))) or total + q > qty):  # fmt: skip
                 continue
             out.append(t)
@@ -1402,7 +1414,9 @@ class UsExecutor(Executor):
             pos = r.get("positions") if isinstance(r, dict) else None
             if isinstance(pos, dict):
                 for slug, p in pos.items():
-                    if isinstance(p, dict) and not p.get("expired"):
+                    if isinstance(p, dict) and p.get("expired"):
+                        self._settled.add(str(slug))  # paid by the venue: the settlement books it
+                    elif isinstance(p, dict):
                         net = p.get("netPositionDecimal")
                         out[str(slug)] = (decimal_units(net if net not in (None, "") else p.get("netPosition")),
                                           decimal_units(p.get("avgPx")))  # fmt: skip
@@ -1707,6 +1721,12 @@ class UsExecutor(Executor):
                 slugs.add(parsed[0])
         out: dict[str, tuple[str, int, int, int]] = {}
         for slug in sorted(slugs):
+            info = k.catalog.market(market_id(slug))
+            if slug in self._settled or market_id(slug) in k.catalog.resolved or (info is not None and info.closed):
+                # closed or settled: no trade moves it any more, the venue pays it and the
+                # market's MarketResolved books that (a correction now would book the held
+                # shares away at 0, or book back shares already settled)
+                continue
             net, avg = venue.get(slug, (0, 0))
             long_id, short_id = asset_ids(slug)
             lng, sht = k.portfolio.size(long_id), k.portfolio.size(short_id)

@@ -323,11 +323,13 @@ class PaperExecutor(Executor):
                 del self.share_res_by_asset[a]
             if keep:
                 self.share_res[cid] = keep
+            if old > keep:  # shares no longer offered may make pairs now
+                self._net_pairs(a)
 
     def _net_pairs(self, asset_id: str) -> None:
         """A venue with one net position per market (``MarketInfo.netting``) turns a YES+NO
-        pair into 1 of collateral as soon as a buy makes one (shares held for resting sells
-        stay)."""
+        pair into 1 of collateral as soon as a buy makes one, as the kernel's portfolio does
+        (shares held for resting sells stay; they pair once the sell is done)."""
         k = self.kernel
         assert k is not None
         info = k.catalog.for_asset(asset_id)
