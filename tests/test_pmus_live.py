@@ -124,6 +124,20 @@ def test_executions_translate_to_fills_on_the_assets_side() -> None:
     assert [type(e).__name__ for e in ex._exec_events(long, ioc, "v2")] == ["OrderPartiallyFilled", "OrderExpired"]
 
 
+def test_a_trade_booked_to_one_order_is_never_booked_again_and_a_fill_without_price_is_not_booked() -> None:
+    ex = UsExecutor()
+    a = Order(client_id="a", intent=_intent(L0, "BUY", 400_000), state="accepted")
+    b = Order(client_id="b", intent=_intent(L0, "BUY", 400_000), state="accepted")
+    fill = {"type": "EXECUTION_TYPE_PARTIAL_FILL", "order": {"id": "va"}, "tradeId": "t1", "lastShares": "2",
+            "lastPx": {"value": "0.4", "currency": "USD"}}  # fmt: skip
+    assert len(ex._exec_events(a, fill, "va")) == 1
+    # the same trade reported for another order of ours (a reconciliation had guessed): not twice
+    assert ex._exec_events(b, {**fill, "order": {"id": "vb"}}, "vb") == []
+    for px in (None, {"value": "0"}, {"value": "1"}, {"value": "x"}):
+        bad = {**fill, "tradeId": f"t-{px}", "lastPx": px}
+        assert ex._exec_events(b, bad, "vb") == []
+
+
 def test_missed_fills_are_attributed_to_trades_else_booked_from_the_count() -> None:
     ex = UsExecutor()
     t0 = 1_767_225_600_000

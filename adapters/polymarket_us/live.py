@@ -999,6 +999,20 @@ class UsExecutor(Executor):
         tids = self._tids.setdefault(cid, set())
         if tid in tids:
             return None
+        if tid in self._all_tids:
+            # booked already, to another order of ours, by a reconciliation that had to guess
+            # (the venue's trades name no order): the shares are in; never book them twice
+            logger.warning("pmus executor: trade {} of {} was booked to another order by a reconciliation: "
+                           "not booked again", tid, cid)  # fmt: skip
+            tids.add(tid)
+            return None
+        px = decimal_units(ex.get("lastPx"))
+        if not 0 < px < SCALE:
+            # a fill without a usable price would book at 0 or 1: left to the reconciliation
+            # (activities carry the trade's price)
+            logger.error("pmus executor: execution {} of {} has no usable lastPx ({!r}): fill not booked from it",
+                         tid, cid, ex.get("lastPx"))  # fmt: skip
+            return None
         rep = self._rep.get(cid, 0)
         if cid in self._synthetic and "cumQuantity" in order:
             # a fill booked from the order's count already covers it, in part or whole
@@ -1008,7 +1022,7 @@ class UsExecutor(Executor):
                 return None
         parsed = parse_asset(o.asset_id)
         is_long = parsed[1] if parsed else True
-        price = yes_price(decimal_units(ex.get("lastPx")), is_long)
+        price = yes_price(px, is_long)
         return self._fill_event(o, c, tid, price, size, decimal_units(ex.get("commissionNotionalCollected")),
                                 "taker" if ex.get("aggressor") else "maker",
                                 decimal_units(order["leavesQuantity"]) if "leavesQuantity" in order else None)  # fmt: skip
