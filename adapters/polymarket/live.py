@@ -83,6 +83,7 @@ from polybot.events import (
 )
 from polybot.config import ConfigError
 from polybot.execution import Executor
+from polybot.ratelimit import TokenBucket
 from polybot.execution.rules import fill_fee
 from polybot.units import SCALE, to_units
 
@@ -188,28 +189,6 @@ class _ActJob(msgspec.Struct):
 
 
 ACTIONS_FILE = "chain_actions.jsonl"
-
-
-class TokenBucket:
-    """``capacity`` requests, refilled continuously at ``capacity / window_s``."""
-
-    def __init__(self, capacity: int, window_s: float) -> None:
-        self.capacity = float(capacity)
-        self.rate = capacity / window_s
-        self.tokens = float(capacity)
-        self.stamp = time.monotonic()
-        self.waited = 0
-
-    async def take(self) -> None:
-        while True:
-            now = time.monotonic()
-            self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
-            self.stamp = now
-            if self.tokens >= 1:
-                self.tokens -= 1
-                return
-            self.waited += 1
-            await anyio.sleep((1 - self.tokens) / self.rate)
 
 
 #: (method, path) -> [(requests, window s), ...]: PROTOCOL.md §3.5 (burst and sustained)

@@ -113,6 +113,7 @@ from polybot.events import (
     TradingStateChanged,
 )
 from polybot.execution import Executor
+from polybot.ratelimit import TokenBucket
 from polybot.units import SCALE, from_units, to_units
 
 from . import PRIVATE_SOURCE, asset_ids, market_id, parse_asset, slug_of_market
@@ -367,28 +368,6 @@ def price_fits(intent: str, limit_yes: int, trade_yes: int) -> bool:
     if intent in (BUY_LONG, SELL_SHORT):
         return trade_yes <= limit_yes
     return trade_yes >= limit_yes
-
-
-class TokenBucket:
-    """``capacity`` requests, refilled continuously at ``capacity / window_s``."""
-
-    def __init__(self, capacity: int, window_s: float) -> None:
-        self.capacity = float(capacity)
-        self.rate = capacity / window_s
-        self.tokens = float(capacity)
-        self.stamp = time.monotonic()
-        self.waited = 0
-
-    async def take(self) -> None:
-        while True:
-            now = time.monotonic()
-            self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
-            self.stamp = now
-            if self.tokens >= 1:
-                self.tokens -= 1
-                return
-            self.waited += 1
-            await anyio.sleep((1 - self.tokens) / self.rate)
 
 
 #: (method, route) -> (requests, window s): docs.polymarket.us api-reference/rate-limits
