@@ -645,7 +645,7 @@ async def test_lite_subscription_gives_best_prices() -> None:
     async with rig(feed_kw={"lite": True}) as r:
         bbo: list[BestBidAsk] = []
         r.kernel.bus.subscribe(BestBidAsk, bbo.append)
-        await until(lambda: r.ev(FeedConnected) and r.all_match())  # the REST books
+        await until(lambda: r.ev(FeedConnected))  # lite: no book is fetched (it would go stale)
         r.sim.step(40)
 
         def tops_match() -> bool:
@@ -660,6 +660,7 @@ async def test_lite_subscription_gives_best_prices() -> None:
 
         await until(tops_match)
         assert r.feed.stats["connects"] == 1 and r.kernel.stats.dropped == 0
+        assert not list(r.kernel.books.items()) and r.feed.stats["books_fetched"] == 0
 
 
 @pytest.mark.anyio

@@ -11,7 +11,8 @@ Every answer and frame reaches the kernel through its one door, raw, stamped wit
   before the stream starts.
 * **Stream.** The markets WebSocket (``{ws_url}/v1/ws/markets``), its handshake signed with the
   API key (Ed25519, :func:`.auth.sign_headers`), subscribed to ``MARKET_DATA`` (a full book each
-  frame; ``lite``: ``MARKET_DATA_LITE``, the best prices only) and ``TRADE`` for every market.
+  frame; ``lite``: ``MARKET_DATA_LITE``, the best prices only, and then no book at all: one
+  fetched at the start would go stale while looking healthy) and ``TRADE`` for every market.
 * **Loss.** A lost connection is reported as ``FeedDisconnected`` (every asset: the kernel marks
   the books unhealthy), then replaced after an exponential backoff with jitter and subscribed
   again (``FeedConnected``); once every market has had its book again, ``FeedResynced``. A
@@ -279,6 +280,8 @@ class UsMarketFeed(Feed):
     def request_snapshots(self, assets: Iterable[str] | None = None) -> int:
         """Queue REST books of ``assets`` (default: every market), e.g. when a recorder starts a
         new file. Returns how many markets were queued."""
+        if not self._books_kept():
+            return 0  # lite: no book would be kept current after it (a stale one would look healthy)
         slugs = list(self._slugs) if assets is None else [s for a in assets if (s := self._slug_of(a))]
         n = 0
         for s in slugs:
@@ -288,6 +291,13 @@ class UsMarketFeed(Feed):
         if n:
             self._poke()
         return n
+
+    def _books_kept(self) -> bool:
+        """Whether the books are kept current: full books over the WebSocket, or REST polling.
+        ``lite`` over the WebSocket streams best prices only, so no REST book is fetched: it
+        would stay in the kernel, healthy, while the market moves (strategies read
+        ``BestBidAsk`` then; the data_health validator refuses orders without a book)."""
+        return not (self.params.lite and self.has_key)
 
     # ------------------------------------------------------------------------------ run
 
@@ -312,7 +322,7 @@ class UsMarketFeed(Feed):
                 async with anyio.create_task_group() as tg:
                     self._tg = tg
                     await self._load_catalog()
-                    for slug in self._slugs:
+                    for slug in self._slugs if self._books_kept() else ():
                         await self._fetch_book(slug)
                     tg.start_soon(self._rest_loop, name=f"{self.name}-rest")
                     if self.has_key:

@@ -147,15 +147,24 @@ def offline_twin(ex: Executor, faithful: bool, paper: Callable[[], Executor]) ->
     """The executor a replay (or crash recovery) runs instead of ``ex``: an asynchronous one's
     answers are inputs in the journal, so faithful replay feeds them back through a
     :class:`RecordedExecutor` of the same name; what-if replay cannot ask it, so ``paper()``
-    answers instead. A router gets the same treatment member by member. ``ex`` itself is
+    answers instead. A router gets the same treatment member by member in faithful replay; in
+    what-if replay one paper executor serves every venue: the router's default member when it
+    is a paper executor (as configured), else ``paper()``. ``ex`` itself is
     returned when it is simulated (it recomputes its answers)."""
     if isinstance(ex, VenueRouter):
         if not ex.asynchronous:
             return ex
-        members = {v: offline_twin(m, faithful, paper) for v, m in ex.members.items()}
-        if not faithful:  # one paper executor serves every venue's books
-            return paper()
-        return VenueRouter(members)
+        if not faithful:
+            # one paper executor serves every venue's books: the configured default one (its
+            # cash, latency, fees) when there is one, else a default paper executor
+            from .paper import PaperExecutor
+
+            for m in ex.members.values():
+                if m.asynchronous:
+                    m.close()
+            default = ex.members[DEFAULT]
+            return default if isinstance(default, PaperExecutor) else paper()
+        return VenueRouter({v: offline_twin(m, faithful, paper) for v, m in ex.members.items()})
     if not ex.asynchronous:
         return ex
     ex.close()
