@@ -816,3 +816,27 @@ async def test_a_closed_door_stops_the_feed() -> None:
             tg.start_soon(take_one)
             with anyio.fail_after(5):
                 await feed.run(send, LiveClock())  # returns: the kernel is gone
+
+
+@pytest.mark.anyio
+async def test_a_rest_book_overtaken_by_a_stream_book_is_dropped_not_sent() -> None:
+    """A resync's REST answer that arrives after the stream already sent that market's whole
+    book may be older than it: it is neither journaled nor used."""
+    feed = UsMarketFeed("us", {"markets": ["m"], "poll_s": 1})
+    sent: list[Any] = []
+
+    async def journal(*a: Any) -> list[Any]:
+        sent.append(a)
+        return []
+
+    for overtaken in (True, False):
+        async def get(path: str, overtaken: bool = overtaken) -> tuple[int, bytes]:
+            if overtaken:  # what the frame loop does when a "marketData" frame of "m" passes by
+                feed._fetching["m"] = True
+            return 200, b'{"marketData": {"marketSlug": "m", "bids": [], "offers": []}}'
+
+        feed._get = get  # type: ignore[method-assign]
+        feed._journal = journal  # type: ignore[method-assign]
+        assert await feed._fetch_book("m") is True
+        assert "m" not in feed._fetching
+    assert feed.stats["rest_superseded"] == 1 and len(sent) == 1  # only the answer nothing overtook

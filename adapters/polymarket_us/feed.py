@@ -199,9 +199,10 @@ class UsMarketFeed(Feed):
         self.stats: dict[str, Any] = {
             "frames": 0, "bytes": 0, "connects": 0, "disconnects": 0, "reconnects": Counter(), "stale": 0,
             "rest_requests": 0, "rest_errors": 0, "books_fetched": 0, "resync_requests": 0, "resyncs": 0,
-            "polls": 0, "settlement_requests": 0, "auth_errors": 0, "subscribes": 0,
+            "polls": 0, "settlement_requests": 0, "auth_errors": 0, "subscribes": 0, "rest_superseded": 0,
         }  # fmt: skip
         self.last_error = ""
+        self._fetching: dict[str, bool] = {}  # REST books in flight: slug -> overtaken by the stream
         self._key_id = ""
         self._secret = ""
         self._rng = random.Random()
@@ -446,11 +447,20 @@ class UsMarketFeed(Feed):
         """One REST book, journaled. False (logged) when it could not be had."""
         path = f"/v1/markets/{slug}/book"
         self._last_book[slug] = anyio.current_time()
+        self._fetching[slug] = False  # True once a stream book of this market overtakes the fetch
         try:
             status, body = await self._get(path)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             logger.warning("polymarket-us feed {}: GET {} failed: {}", self.name, path, _describe(exc))
             return False
+        finally:
+            superseded = self._fetching.pop(slug, False)
+        if superseded and 200 <= status < 300:
+            # the stream sent a whole book of this market while the answer was on its way: the
+            # answer may be older than that book, and must not replace it (never sent, never used)
+            self.stats["rest_superseded"] += 1
+            logger.debug("polymarket-us feed {}: GET {}: a stream book came first; answer dropped", self.name, path)
+            return True
         if not 200 <= status < 300:
             self.stats["rest_errors"] += 1
             logger.warning("polymarket-us feed {}: GET {}: HTTP {}: {!r}", self.name, path, status, body[:160])
@@ -676,6 +686,10 @@ class UsMarketFeed(Feed):
                 stats["frames"] += 1
                 stats["bytes"] += len(data)
                 await send.send(InboundRecord(ts, MARKET_SOURCE, data))
+                if self._fetching and b'"marketData"' in data:
+                    slug = _book_slug(data)
+                    if slug in self._fetching:
+                        self._fetching[slug] = True
                 if conn.pending and b'"marketData"' in data:
                     slug = _book_slug(data)
                     if slug and conn.pending.pop(slug, 0) is None:
