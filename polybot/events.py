@@ -132,12 +132,17 @@ class MarketStatus(Event, frozen=True, kw_only=True, tag="market_status"):
 
 
 class FeeSchedule(msgspec.Struct, frozen=True, kw_only=True):
-    """Taker fee ``shares * rate * (p(1-p))**exponent``; ``rate_ppm`` is the rate in millionths."""
+    """A market's fees. ``model = "curve"`` (the CLOB): taker fee ``shares * rate * (p(1-p))**
+    exponent``, makers earn ``rebate_ppm`` of the fill's fee-equivalent. ``model = "notional"``
+    (Polymarket US): taker fee ``rate * notional`` and maker rebate ``rebate_ppm * notional``,
+    the notional being ``shares * p`` for a buy and ``shares * (1 - p)`` for a sell, rounded to
+    the cent (half to even). Rates in millionths."""
 
     rate_ppm: int = 0
     exponent: int = 1
     taker_only: bool = True
     rebate_ppm: int = 0
+    model: str = "curve"
 
 
 class SportsMarket(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

@@ -133,6 +133,10 @@ def test_a_trade_booked_to_one_order_is_never_booked_again_and_a_fill_without_pr
     assert len(ex._exec_events(a, fill, "va")) == 1
     # the same trade reported for another order of ours (a reconciliation had guessed): not twice
     assert ex._exec_events(b, {**fill, "order": {"id": "vb"}}, "vb") == []
+    # a negative commission is the maker rebate the venue pays
+    reb = {**fill, "tradeId": "t9", "commissionNotionalCollected": {"value": "-0.70", "currency": "USD"}}
+    (ev,) = ex._exec_events(b, {**reb, "order": {"id": "vb"}}, "vb")
+    assert (ev.fee, ev.rebate) == (0, 700_000)
     for px in (None, {"value": "0"}, {"value": "1"}, {"value": "x"}):
         bad = {**fill, "tradeId": f"t-{px}", "lastPx": px}
         assert ex._exec_events(b, bad, "vb") == []

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from adapters.polymarket_us.auth import generate_key
 from adapters.polymarket_us.feed import UsFeedAuthError, UsFeedConfigError, UsMarketFeed
 from adapters.polymarket_us.wire import (
+    FEES,
     MARKET_DECODER,
     PRIVATE_DECODER,
     REST_DECODER,
@@ -341,7 +342,7 @@ def test_rest_market_answer_gives_market_info() -> None:
     assert info.tick_size == 1_000 and info.min_order_size == 10_000
     assert info.active and not info.closed and info.accepting_orders
     assert info.end_ts == iso_to_ns("2026-01-16T04:00:00Z") and info.start_ts == iso_to_ns("2026-01-10T00:00:00Z")
-    assert info.fees is None and info.netting and info.version == "pmus" and info.ts == 11
+    assert info.fees == FEES and info.netting and info.version == "pmus" and info.ts == 11
     assert info.sports is not None
     assert info.sports.teams == ("Lakers", "Celtics") and info.sports.market_type == "moneyline"
     assert info.sports.league == "nba" and info.sports.start_ts == iso_to_ns("2026-01-16T00:30:00Z")

@@ -536,23 +536,36 @@ async def test_balance_checks_and_reservations() -> None:
         assert st == 400 and "long position" in body["message"]
 
 
-async def test_taker_fee_is_charged_and_reported() -> None:
-    async with running(taker_fee_bps=100) as (sim, api):
+def _cents(x: int) -> int:
+    """Round 10**-12 USD to the cent, half to even (the venue's fee rounding), in units."""
+    q, r = divmod(x, ONE * ONE // 100)
+    if 2 * r > ONE * ONE // 100 or (2 * r == ONE * ONE // 100 and q % 2):
+        q += 1
+    return q * 10_000
+
+
+async def test_taker_fee_is_charged_and_maker_rebate_paid_on_the_fee_notional() -> None:
+    async with running(taker_fee_bps=100, maker_rebate_bps=20) as (sim, api):
         _, offers = sim.book(M0)
         p = offers[0][0]
         cash0 = sim.balance()
         out = await api.order(M0, "BUY_LONG", str(p / ONE), 10, "IOC")
         fill = out["executions"][-1]
-        fee = 10 * p // 100
+        fee = _cents(10 * ONE * p // 100)  # 1 % of 10 x p, to the cent
         assert units(fill["commissionNotionalCollected"]) == fee
         assert units(fill["order"]["commissionNotionalTotalCollected"]) == fee
         assert sim.balance() == cash0 - 10 * p - fee
-        # makers pay nothing
-        bids, _ = sim.book(M0)
-        oid = (await api.order(M0, "SELL_LONG", str((bids[0][0] + 10_000) / ONE), 5))["id"]
-        sim.trade(M0, str((bids[0][0] + 10_000) / ONE), "5", aggressor_buys=True)
+        # (another market: no position there) a maker that sells YES (buys NO) earns 20 bps of 100 x (1 - price): a negative commission
+        bids, _ = sim.book(M1)
+        px = bids[0][0] + 10_000
+        cash1 = sim.balance()
+        oid = (await api.order(M1, "BUY_SHORT", str(px / ONE), 100))["id"]
+        sim.trade(M1, str(px / ONE), "100", aggressor_buys=True)
         assert sim.orders[oid]["state"] == "ORDER_STATE_FILLED"
-        assert units(sim.orders[oid]["commissionNotionalTotalCollected"]) == 0
+        rebate = _cents(100 * ONE * (ONE - px) * 20 // 10_000)
+        assert rebate >= 50_000  # at least $0.05: a real figure, not a rounding to zero
+        assert units(sim.orders[oid]["commissionNotionalTotalCollected"]) == -rebate
+        assert sim.balance() == cash1 - 100 * (ONE - px) + rebate
 
 
 async def test_halt_and_resolve() -> None:

@@ -1020,7 +1020,8 @@ class UsExecutor(Executor):
         cls = OrderFilled if rep >= o.intent.size else OrderPartiallyFilled
         market = o.intent.market or market_id((parse_asset(o.asset_id) or ("",))[0])
         return cls(ts=0, trade_id=tid, side=o.intent.side, price=price, size=size, liquidity=liq,  # type: ignore[arg-type]
-                   fee=max(0, fee), fee_asset="USD", market=market, leaves=left, **c)  # fmt: skip
+                   fee=max(0, fee), rebate=max(0, -fee), fee_asset="USD", market=market, leaves=left,
+                   **c)  # a negative commission is the maker rebate  # fmt: skip
 
     def _buffer(self, vid: str, order: dict[str, Any], ex: dict[str, Any] | None) -> None:
         """Keep what the stream says of an order that is not (yet) ours."""

@@ -55,7 +55,8 @@ kept by the exchange and not drawn into the public book**; they fill as MAKER at
 when a walk event crosses them (the crossing walk level is consumed) or when :meth:`trade` prints
 through them. Our orders never match each other. Executions: ``NEW`` on acceptance, then
 ``PARTIAL_FILL`` / ``FILL`` (``lastShares``, ``lastPx`` YES-side, unique ``tradeId``, ``aggressor``,
-``commissionNotionalCollected`` = qty x lastPx x ``taker_fee_bps`` / 10000 for takers), then
+``commissionNotionalCollected``: ``taker_fee_bps`` of the fee notional for takers, minus
+``maker_rebate_bps`` of it for makers, as the venue's fee schedule says), then
 ``CANCELED`` / ``EXPIRED``; every execution carries the order as it is after it. Order ``side``
 is the book side (``ORDER_SIDE_BUY`` for bids), ``quantity``/``cumQuantity``/``leavesQuantity`` are
 JSON numbers (integers for whole shares) as in the SDK's ``Order`` type.
@@ -161,7 +162,8 @@ class UsSimConfig(msgspec.Struct, kw_only=True):
     autostart: bool = True
     keys: dict[str, str] = {}  # API key id -> base64 Ed25519 public key
     heartbeat_s: float = 5.0  # WS heartbeat period (<= 0: none)
-    taker_fee_bps: int = 0  # commission on taker fills: qty * price * bps / 10000 USD
+    taker_fee_bps: int = 0  # commission on taker fills, bps of the fee notional (the venue: 30)
+    maker_rebate_bps: int = 0  # rebate on maker fills (a negative commission; the venue: 20)
     cash: str = "10000"  # starting balance (USD)
 
     def __post_init__(self) -> None:
@@ -180,6 +182,8 @@ class UsSimConfig(msgspec.Struct, kw_only=True):
             raise ValueError("rate must be >= 0")
         if not 0 <= self.taker_fee_bps <= 10_000:
             raise ValueError("taker_fee_bps must be within [0, 10000]")
+        if not 0 <= self.maker_rebate_bps <= 10_000:
+            raise ValueError("maker_rebate_bps must be within [0, 10000]")
         if to_units(str(self.cash)) < 0:
             raise ValueError("cash must be >= 0")
         for k, v in self.keys.items():
@@ -239,7 +243,23 @@ def _div_round(a: int, b: int) -> int:
 
 
 def _fee(qty: int, px: int, bps: int) -> int:
+    """An upper bound of a fill's fee (reservations and fund checks): bps of qty x px, rounded up."""
     return -((-qty * px * bps) // (ONE * 10_000)) if bps else 0
+
+
+def _commission(qty: int, px: int, bps: int, buys_yes: bool) -> int:
+    """The venue's fee (or rebate) of a fill (docs.polymarket.us "Fees"): bps of the fee notional,
+    contracts x price for a buyer and contracts x (1 - price) for a seller, rounded to the cent,
+    half to even. In YES terms: an order that buys YES (BUY_LONG, SELL_SHORT) is the buyer at
+    ``px``; one that sells YES (SELL_LONG, BUY_SHORT: buying NO at 1 - px) pays on 1 - px."""
+    if not bps:
+        return 0
+    notional = qty * (px if buys_yes else ONE - px)  # 10**-12 USD
+    den = ONE * ONE * 100  # notional x bps / 10**4 in 10**-12 USD, over 10**10 -> cents
+    q, r = divmod(notional * bps, den)
+    if 2 * r > den or (2 * r == den and q % 2):
+        q += 1
+    return q * 10_000
 
 
 class BadRequest(Exception):
@@ -926,7 +946,9 @@ class UsSimServer:
         p = self._pos.setdefault(o.slug, _Pos())
         before_pos = self._pos_wire(m, p)
         bal0 = self._bal_key()
-        fee = _fee(qty, px, self.cfg.taker_fee_bps) if aggressor else 0
+        # takers pay, makers earn the rebate (a negative commission)
+        fee = (_commission(qty, px, self.cfg.taker_fee_bps, o.is_bid) if aggressor
+               else -_commission(qty, px, self.cfg.maker_rebate_bps, o.is_bid))  # fmt: skip
         net = p.net
         realized = 0
         cost_basis = 0
@@ -1031,7 +1053,8 @@ class UsSimServer:
             "leavesQuantity": _num(o.leaves), "tif": o.tif, "intent": o.intent,
             "marketMetadata": self._meta(m), "state": o.state, "insertTime": _iso(o.create_ms),
             "createTime": _iso(o.create_ms), "commissionNotionalTotalCollected": _amt(o.fees),
-            "commissionsBasisPoints": str(self.cfg.taker_fee_bps), "makerCommissionsBasisPoints": "0",
+            "commissionsBasisPoints": str(self.cfg.taker_fee_bps),
+            "makerCommissionsBasisPoints": str(-self.cfg.maker_rebate_bps),
         }  # fmt: skip
         if o.cum:
             w["avgPx"] = _amt(_div_round(o.notional, o.cum))

@@ -46,6 +46,7 @@ class UsSimFeed(Feed):
         rate: Annotated[float, msgspec.Meta(ge=0)] = 20.0
         heartbeat_s: Annotated[float, msgspec.Meta(ge=0)] = 5.0
         taker_fee_bps: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 0
+        maker_rebate_bps: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 0
         cash: str = "10000"
         key_id: str = ""
         public_key: str = ""
@@ -65,7 +66,7 @@ class UsSimFeed(Feed):
             keys[DEMO_KEY_ID] = DEMO_PUBLIC_KEY
         return UsSimConfig(host=p.host, port=p.port, seed=p.seed, markets=p.markets, slugs=list(p.slugs),
                            titles=list(p.titles), sides=[list(s) for s in p.sides], rate=p.rate,
-                           heartbeat_s=p.heartbeat_s, taker_fee_bps=p.taker_fee_bps, cash=p.cash,
+                           heartbeat_s=p.heartbeat_s, taker_fee_bps=p.taker_fee_bps, maker_rebate_bps=p.maker_rebate_bps, cash=p.cash,
                            keys=keys)  # fmt: skip
 
     async def run(self, send: ObjectSendStream[InboundRecord], clock: Clock) -> None:

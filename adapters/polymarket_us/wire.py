@@ -58,6 +58,7 @@ import msgspec
 from polybot.clock import iso_to_ns
 from polybot.events import (
     BestBidAsk,
+    FeeSchedule,
     BookSnapshot,
     Event,
     MarketInfo,
@@ -80,6 +81,11 @@ NS = 1_000_000_000
 _DEFAULT_TICK = 10_000  # 0.01
 _DEFAULT_MIN_QTY = SCALE  # 1 share
 CLOSED_STATES = frozenset({"closed", "expired", "terminated"})
+#: the venue's trading fee schedule (docs.polymarket.us, "Fees"; the same for every market): takers
+#: pay 30 bps and makers earn 20 bps of the fee notional, contracts x price for a buyer and
+#: contracts x (1 - price) for a seller, rounded to the cent (half to even). The paper executor
+#: and the risk chain use it; the live executor books what the venue reports.
+FEES = FeeSchedule(rate_ppm=3_000, rebate_ppm=2_000, taker_only=True, model="notional")
 
 # =============================================================================================
 # wire structs (only what is read; every other field is ignored)
@@ -675,7 +681,7 @@ def normalize_market(m: Any, event: Mapping[str, Any] | None, ts: int) -> tuple[
         event_id=event_id, event_slug=event_slug, tick_size=tick, min_order_size=min_qty,
         end_ts=_time(m.get("endDate") or m.get("endTime"), "endDate"),
         start_ts=_time(m.get("startDate") or m.get("startTime"), "startDate"),
-        active=active, closed=closed, accepting_orders=accepting, fees=None, version=VENUE,
+        active=active, closed=closed, accepting_orders=accepting, fees=FEES, version=VENUE,
         series=_str(series_slug), tags=tuple(t for t in tags if t), sports=sports, netting=True, auto_settle=True,
     )  # fmt: skip
     resolved = None

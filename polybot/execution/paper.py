@@ -372,7 +372,7 @@ class PaperExecutor(Executor):
         k = self.kernel
         assert k is not None
         it = order.intent
-        fee, rebate = fill_fee(liquidity, size, price, self._fee_schedule(order))
+        fee, rebate = fill_fee(liquidity, size, price, self._fee_schedule(order), it.side)
         notional = price * size // SCALE
         a = it.asset_id
         cid = order.client_id

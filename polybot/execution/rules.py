@@ -202,37 +202,60 @@ def _fee_fraction(size: int, price: int, sched: FeeSchedule) -> tuple[int, int]:
     return num, den
 
 
-def taker_fee(size: int, price: int, sched: FeeSchedule | None) -> int:
-    """Taker fee of a fill of ``size`` shares at ``price``: ``shares x rate x (p(1-p))**exponent``
-    in collateral base units, computed exactly and floored to 5 decimals (a multiple of
-    :data:`FEE_STEP`). ``None`` or a zero rate -> 0."""
+#: the notional model's fees and rebates are rounded to the cent (Polymarket US)
+CENT = 10_000
+
+
+def _notional_fee(size: int, price: int, rate_ppm: int, side: str) -> int:
+    """``rate x notional`` (notional ``size x p`` for a buy, ``size x (1 - p)`` for a sell),
+    rounded to the cent, half to even (Polymarket US's fee schedule)."""
+    if size < 0 or not 0 <= price <= SCALE:
+        raise ValueError(f"fee of size {size} at price {price}: size must be >= 0, price in [0, 1]")
+    p = price if side == "BUY" else SCALE - price
+    num = size * p * rate_ppm  # in 10**-18 of a unit... exact
+    den = SCALE * SCALE * CENT  # -> cents
+    q, r = divmod(num, den)
+    if 2 * r > den or (2 * r == den and q % 2):
+        q += 1
+    return q * CENT
+
+
+def taker_fee(size: int, price: int, sched: FeeSchedule | None, side: str = "BUY") -> int:
+    """Taker fee of a fill of ``size`` shares at ``price`` in collateral base units. The curve
+    model: ``shares x rate x (p(1-p))**exponent``, computed exactly and floored to 5 decimals (a
+    multiple of :data:`FEE_STEP`); the notional model: ``rate x notional`` rounded to the cent
+    (``side`` chooses the notional). ``None`` or a zero rate -> 0."""
     if sched is None or sched.rate_ppm == 0:
         return 0
+    if sched.model == "notional":
+        return _notional_fee(size, price, sched.rate_ppm, side)
     num, den = _fee_fraction(size, price, sched)
     return num // (den * FEE_STEP) * FEE_STEP
 
 
-def maker_rebate(size: int, price: int, sched: FeeSchedule | None) -> int:
-    """Estimated maker rebate of a fill: ``rebate_ppm / 1e6`` of the fill's fee-equivalent (the
-    :func:`taker_fee` of the same fill), floored to :data:`FEE_STEP`.
-
-    An estimate only: the venue pays rebates daily from each market's pool, pro rata to the
-    market's maker volume, so the real figure depends on other makers (same approach as
-    nautilus_trader's ``PolymarketFeeModel``)."""
+def maker_rebate(size: int, price: int, sched: FeeSchedule | None, side: str = "BUY") -> int:
+    """Maker rebate of a fill. The curve model: an *estimate*, ``rebate_ppm / 1e6`` of the fill's
+    fee-equivalent (the :func:`taker_fee` of the same fill), floored to :data:`FEE_STEP` (the
+    CLOB pays rebates daily from each market's pool, pro rata to the market's maker volume, so
+    the real figure depends on other makers; same approach as nautilus_trader's
+    ``PolymarketFeeModel``). The notional model: ``rebate_ppm x notional``, paid per fill,
+    rounded to the cent."""
     if sched is None or sched.rebate_ppm <= 0:
         return 0
+    if sched.model == "notional":
+        return _notional_fee(size, price, sched.rebate_ppm, side)
     return taker_fee(size, price, sched) * sched.rebate_ppm // (SCALE * FEE_STEP) * FEE_STEP
 
 
-def fill_fee(liquidity: str, size: int, price: int, sched: FeeSchedule | None) -> tuple[int, int]:
-    """(fee, rebate) of one fill. Taker -> (taker fee, 0); maker -> (0, rebate estimate), unless
-    the schedule is not ``taker_only``: then makers pay the same fee and earn no rebate."""
+def fill_fee(liquidity: str, size: int, price: int, sched: FeeSchedule | None, side: str = "BUY") -> tuple[int, int]:
+    """(fee, rebate) of one fill. Taker -> (taker fee, 0); maker -> (0, rebate), unless the
+    schedule is not ``taker_only``: then makers pay the same fee and earn no rebate."""
     if liquidity == "taker":
-        return taker_fee(size, price, sched), 0
+        return taker_fee(size, price, sched, side), 0
     if liquidity == "maker":
         if sched is not None and not sched.taker_only:
-            return taker_fee(size, price, sched), 0
-        return 0, maker_rebate(size, price, sched)
+            return taker_fee(size, price, sched, side), 0
+        return 0, maker_rebate(size, price, sched, side)
     raise ValueError(f"liquidity must be 'maker' or 'taker', not {liquidity!r}")
 
 
@@ -249,6 +272,8 @@ def max_buy_cost(size: int, price: int, sched: FeeSchedule | None) -> int:
     cost = notional_up(price, size)
     if sched is None or sched.rate_ppm == 0:
         return cost
+    if sched.model == "notional":  # rate x size x p, rounded to the cent: at most one cent above
+        return cost + round_up(-(-size * price * sched.rate_ppm // (SCALE * SCALE)), CENT)
     num, den = _fee_fraction(size, price, sched)
     return cost + round_up(-(-num // den), FEE_STEP)
 

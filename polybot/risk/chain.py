@@ -495,13 +495,13 @@ def intent_loss(side: str, price: int, size: int, fees: Any = None) -> int:
         if fees is None or not fees.rate_ppm:
             return -((-price * size) // SCALE)
         e = fees.exponent
-        if e == 1 and fees.rate_ppm > 0 and size >= 0 and 0 <= price <= SCALE:
+        if e == 1 and fees.rate_ppm > 0 and size >= 0 and 0 <= price <= SCALE and fees.model == "curve":
             # max_buy_cost inlined for the common schedule (exponent 1): notional rounded up +
             # the fee at the limit, rounded up to the fee step
             num = size * fees.rate_ppm * (price * (SCALE - price))
             return -((-price * size) // SCALE) - ((num // -_FEE_DEN_1) // FEE_STEP) * FEE_STEP
         return max_buy_cost(size, price, fees)
-    return order_loss("SELL", price, size) + taker_fee(size, price, fees)
+    return order_loss("SELL", price, size) + taker_fee(size, price, fees, "SELL")
 
 
 class Exposure:
