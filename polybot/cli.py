@@ -343,16 +343,17 @@ def cmd_sim(a: argparse.Namespace) -> int:
         return _fail(f"sim: {exc}")
 
 
-def _executor_module(cfg: Any, attr: str) -> tuple[str, str]:
-    """(module name, "") that the configured executor's class names in ``attr`` (its doctor or
-    wallet module: polybot itself knows no adapter), or ("", the error to print)."""
+def _executor_module(cfg: Any, attr: str, kind: str | None = None, where: str = "executor") -> tuple[str, str]:
+    """(module name, "") that the configured executor's class (or that of ``kind``) names in
+    ``attr`` (its doctor or wallet module: polybot itself knows no adapter), or ("", the error
+    to print)."""
     from .wiring import _by_name
 
-    kind = cfg.executor.kind
+    kind = kind or cfg.executor.kind
     try:
         cls = _by_name("polybot.executors", kind)
     except (LookupError, ImportError, ValueError, AttributeError) as exc:
-        return "", f"{cfg.source_path or '<config>'}: executor.kind: {exc}"
+        return "", f"{cfg.source_path or '<config>'}: {where}.kind: {exc}"
     return getattr(cls, attr, None) or "", ""
 
 
@@ -368,21 +369,29 @@ def cmd_doctor(a: argparse.Namespace) -> int:
     from .config import ConfigError, SecretsConfig, load_secrets
 
     cfg = _load_cfg(a.config)
-    module_name, err = _executor_module(cfg, "doctor_module")
-    if err:
-        return _fail(err)
-    if not module_name:
-        sys.stdout.write(f"executor {cfg.executor.kind!r} has no preflight checks (nothing to check before a paper or "
-                         "replay run)\n")  # fmt: skip
-        return 0
-    mod = importlib.import_module(module_name)
+    # the default venue's executor, then each [executor.venues.<venue>] one (a router)
+    members = [("executor", cfg.executor.kind, dict(cfg.executor.params))]
+    members += [(f"executor.venues.{v}", vc.kind, dict(vc.params)) for v, vc in sorted(cfg.executor.venues.items())]
     try:
         secrets = load_secrets(cfg)
     except ConfigError:  # the doctor's secrets-file check says why; go on with the environment's
         secrets = load_secrets(msgspec.structs.replace(cfg, secrets=SecretsConfig()))
-    checks = asyncio.run(mod.run_doctor(cfg, secrets, dict(cfg.executor.params)))
-    sys.stdout.write(mod.format_report(checks) + "\n")
-    return 1 if any(c.ok is False for c in checks) else 0
+    failed = False
+    for where, kind, params in members:
+        module_name, err = _executor_module(cfg, "doctor_module", kind, where)
+        if err:
+            return _fail(err)
+        if len(members) > 1:
+            sys.stdout.write(f"== {where} ({kind})\n")
+        if not module_name:
+            sys.stdout.write(f"executor {kind!r} has no preflight checks (nothing to check before a paper or "
+                             "replay run)\n")  # fmt: skip
+            continue
+        mod = importlib.import_module(module_name)
+        checks = asyncio.run(mod.run_doctor(cfg, secrets, params))
+        sys.stdout.write(mod.format_report(checks) + "\n")
+        failed = failed or any(c.ok is False for c in checks)
+    return 1 if failed else 0
 
 
 def cmd_wallet(a: argparse.Namespace) -> int:

@@ -17,6 +17,7 @@ from polybot.config import ConfigError, parse_config
 from polybot.events import (
     ENCODER,
     BookSnapshot,
+    FeeSchedule,
     MarketInfo,
     MarketStatus,
     OrderAccepted,
@@ -304,3 +305,36 @@ def test_on_a_netting_venue_a_strategy_cannot_buy_the_outcome_another_strategy_h
     assert k.submit("a", intent(US_N, US_M, price=560_000)).approved
     assert k.submit("a", intent(CLOB_Y, CLOB_M, price=450_000)).approved
     assert k.submit("b", intent(CLOB_N, CLOB_M, price=560_000)).approved
+
+
+def test_the_notional_fee_model_matches_the_venues_published_examples() -> None:
+    """docs.polymarket.us "Fees": taker 30 bps, maker rebate 20 bps of the fee notional
+    (contracts x price for a buyer, x (1 - price) for a seller), rounded to the cent, half to even."""
+    from adapters.polymarket_us.wire import FEES
+    from polybot.execution.rules import fill_fee, max_buy_cost, taker_fee
+
+    assert taker_fee(1000 * U, 650_000, FEES, "BUY") == 1_950_000  # example 1: $1.95
+    assert fill_fee("maker", 1000 * U, 650_000, FEES, "SELL") == (0, 700_000)  # example 2: rebate $0.70
+    assert taker_fee(10 * U, 900_000, FEES, "SELL") == 0  # example 3: $0.003 rounds to $0.00
+    # half to even at the half cent: $0.025 -> $0.02, $0.035 -> $0.04 (notional 8.3333.. / 11.6666..)
+    assert taker_fee(5000 * U, 1_666, FEES) == 20_000  # notional 8.33 -> 0.02499 -> 0.02
+    half = FeeSchedule(rate_ppm=2_500, model="notional")  # 0.25 %: notional 10 -> exactly 0.025
+    assert taker_fee(20 * U, 500_000, half) == 20_000 and taker_fee(28 * U, 500_000, half) == 40_000  # 0.035 -> 0.04
+    # the buy bound never falls short of what a fill at the limit or better is charged
+    for size in (1, 7 * U, 333 * U):
+        for p in (1, 10_000, 333_333, 650_000, 999_999):
+            assert max_buy_cost(size, p, FEES) >= -(-size * p // U) + taker_fee(size, p, FEES)
+
+
+def test_doctor_runs_every_venues_executor_checks(tmp_path: Path, capsys: Any) -> None:
+    from polybot.cli import main
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[executor]\nkind = "paper"\n[executor.venues.pmus]\nkind = "null"\n')
+    assert main(["doctor", "--config", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert "== executor (paper)" in out and "== executor.venues.pmus (null)" in out
+    assert out.count("has no preflight checks") == 2
+    cfg.write_text('[executor]\nkind = "paper"\n[executor.venues.pmus]\nkind = "nosuch"\n')
+    assert main(["doctor", "--config", str(cfg)]) != 0
+    assert "executor.venues.pmus.kind" in capsys.readouterr().err
