@@ -500,6 +500,7 @@ class UsExecutor(Executor):
 
     name = "pmus"
     asynchronous = True
+    doctor_module = "adapters.polymarket_us.doctor"
 
     def __init__(self, **params: Any) -> None:
         super().__init__()
