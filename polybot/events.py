@@ -142,7 +142,7 @@ class FeeSchedule(msgspec.Struct, frozen=True, kw_only=True):
     exponent: int = 1
     taker_only: bool = True
     rebate_ppm: int = 0
-    model: str = "curve"
+    model: Literal["curve", "notional"] = "curve"
 
 
 class SportsMarket(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

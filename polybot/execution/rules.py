@@ -29,6 +29,9 @@ The fee is computed exactly with integers and then **floored to 5 decimals** (a 
 :data:`FEE_STEP`, 0.00001), as nautilus_trader does to match the venue charge; a fee below 0.00001
 floors to 0. The per-fill maker rebate is an *estimate* (the same approach as nautilus'
 ``PolymarketFeeModel``): the rebate share of the fill's fee-equivalent, floored the same way.
+A schedule with ``model = "notional"`` (Polymarket US) charges ``rate x notional`` instead, the
+notional being ``shares x p`` for a buy and ``shares x (1 - p)`` for a sell, and pays makers
+``rebate_ppm x notional`` per fill, both rounded to the cent, half to even.
 
 **Order rules** (:func:`check_order`): tick grid, price range, 0.01 lot, post-only/TIF
 combinations, GTD expiry buffer, minimum size for resting orders and the $1 minimum for
@@ -212,8 +215,8 @@ def _notional_fee(size: int, price: int, rate_ppm: int, side: str) -> int:
     if size < 0 or not 0 <= price <= SCALE:
         raise ValueError(f"fee of size {size} at price {price}: size must be >= 0, price in [0, 1]")
     p = price if side == "BUY" else SCALE - price
-    num = size * p * rate_ppm  # in 10**-18 of a unit... exact
-    den = SCALE * SCALE * CENT  # -> cents
+    num = size * p * rate_ppm  # exact: shares, price and rate each in millionths (10**-18 USD)
+    den = SCALE * SCALE * CENT  # 10**-18 USD -> cents
     q, r = divmod(num, den)
     if 2 * r > den or (2 * r == den and q % 2):
         q += 1
