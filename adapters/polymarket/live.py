@@ -83,6 +83,7 @@ from polybot.events import (
 )
 from polybot.config import ConfigError
 from polybot.execution import Executor
+from polybot.execution.base import take_batch
 from polybot.ratelimit import TokenBucket
 from polybot.execution.rules import fill_fee
 from polybot.units import SCALE, to_units
@@ -779,14 +780,7 @@ class ClobExecutor(Executor):
                     first = await recv.receive()
                 except (anyio.EndOfStream, anyio.ClosedResourceError):
                     return
-                batch = [first]
-                while len(batch) < 200:
-                    try:
-                        batch.append(recv.receive_nowait())
-                    except anyio.WouldBlock:
-                        break
-                    except (anyio.EndOfStream, anyio.ClosedResourceError):
-                        break
+                batch = take_batch(recv, first, 200)
                 try:
                     await self._handle(batch)
                 except Exception:  # noqa: BLE001 - never lose the task: the orders are resolved by reconciliation

@@ -113,6 +113,7 @@ from polybot.events import (
     TradingStateChanged,
 )
 from polybot.execution import Executor
+from polybot.execution.base import take_batch
 from polybot.ratelimit import TokenBucket
 from polybot.units import SCALE, from_units, to_units
 
@@ -797,12 +798,7 @@ class UsExecutor(Executor):
                     first = await recv.receive()
                 except (anyio.EndOfStream, anyio.ClosedResourceError):
                     return
-                batch = [first]
-                while len(batch) < 100:
-                    try:
-                        batch.append(recv.receive_nowait())
-                    except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
-                        break
+                batch = take_batch(recv, first, 100)
                 try:
                     await self._handle(batch)
                 except Exception:  # noqa: BLE001 - never lose the task: reconciliation settles the orders

@@ -31,6 +31,19 @@ if TYPE_CHECKING:  # pragma: no cover
     from .orders import Order
 
 
+def take_batch(recv: Any, first: Any, limit: int) -> list[Any]:
+    """``first`` and whatever else is already waiting in ``recv`` (a memory stream), up to
+    ``limit`` items, without waiting: how an executor's task groups the requests queued while it
+    was busy."""
+    batch = [first]
+    while len(batch) < limit:
+        try:
+            batch.append(recv.receive_nowait())
+        except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+            break
+    return batch
+
+
 class Executor(abc.ABC):
     """Base class. ``asynchronous`` executors also implement :meth:`run`."""
 
