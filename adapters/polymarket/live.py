@@ -83,7 +83,7 @@ from polybot.events import (
 )
 from polybot.config import ConfigError
 from polybot.execution import Executor
-from polybot.execution.base import take_batch
+from polybot.execution.base import batches
 from polybot.ratelimit import TokenBucket
 from polybot.execution.rules import fill_fee
 from polybot.units import SCALE, to_units
@@ -773,20 +773,13 @@ class ClobExecutor(Executor):
     # ---------------------------------------------------------------- orders out
 
     async def _worker(self) -> None:
-        recv = self._recv_q
-        async with recv:
-            while True:
-                try:
-                    first = await recv.receive()
-                except (anyio.EndOfStream, anyio.ClosedResourceError):
-                    return
-                batch = take_batch(recv, first, 200)
-                try:
-                    await self._handle(batch)
-                except Exception:  # noqa: BLE001 - never lose the task: the orders are resolved by reconciliation
-                    logger.exception("clob executor: a batch of {} request(s) failed unexpectedly", len(batch))
-                finally:
-                    self._in_flight -= len(batch)
+        async for batch in batches(self._recv_q, 200):
+            try:
+                await self._handle(batch)
+            except Exception:  # noqa: BLE001 - never lose the task: the orders are resolved by reconciliation
+                logger.exception("clob executor: a batch of {} request(s) failed unexpectedly", len(batch))
+            finally:
+                self._in_flight -= len(batch)
 
     async def _handle(self, batch: list[tuple[str, Any]]) -> None:
         # in queue order around a cancel-all: an order queued before it must be at the venue

@@ -113,7 +113,7 @@ from polybot.events import (
     TradingStateChanged,
 )
 from polybot.execution import Executor
-from polybot.execution.base import take_batch
+from polybot.execution.base import batches
 from polybot.ratelimit import TokenBucket
 from polybot.units import SCALE, from_units, to_units
 
@@ -791,20 +791,13 @@ class UsExecutor(Executor):
     # ---------------------------------------------------------------- orders out
 
     async def _worker(self) -> None:
-        recv = self._recv_q
-        async with recv:
-            while True:
-                try:
-                    first = await recv.receive()
-                except (anyio.EndOfStream, anyio.ClosedResourceError):
-                    return
-                batch = take_batch(recv, first, 100)
-                try:
-                    await self._handle(batch)
-                except Exception:  # noqa: BLE001 - never lose the task: reconciliation settles the orders
-                    logger.exception("pmus executor: a batch of {} request(s) failed unexpectedly", len(batch))
-                finally:
-                    self._in_flight -= len(batch)
+        async for batch in batches(self._recv_q, 100):
+            try:
+                await self._handle(batch)
+            except Exception:  # noqa: BLE001 - never lose the task: reconciliation settles the orders
+                logger.exception("pmus executor: a batch of {} request(s) failed unexpectedly", len(batch))
+            finally:
+                self._in_flight -= len(batch)
 
     async def _handle(self, batch: list[tuple[str, Any]]) -> None:
         """In queue order around a cancel-all: what was queued before it is at the venue first."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import abc
 import math
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -31,17 +32,22 @@ if TYPE_CHECKING:  # pragma: no cover
     from .orders import Order
 
 
-def take_batch(recv: Any, first: Any, limit: int) -> list[Any]:
-    """``first`` and whatever else is already waiting in ``recv`` (a memory stream), up to
-    ``limit`` items, without waiting: how an executor's task groups the requests queued while it
-    was busy."""
-    batch = [first]
-    while len(batch) < limit:
-        try:
-            batch.append(recv.receive_nowait())
-        except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
-            break
-    return batch
+async def batches(recv: Any, limit: int) -> AsyncIterator[list[Any]]:
+    """The requests of an executor's queue (a memory stream) in batches: wait for one, then take
+    whatever else is already waiting, up to ``limit``, without waiting (the requests queued while
+    the task was busy go out together). Ends when the stream is closed."""
+    async with recv:
+        while True:
+            try:
+                batch = [await recv.receive()]
+            except (anyio.EndOfStream, anyio.ClosedResourceError):
+                return
+            while len(batch) < limit:
+                try:
+                    batch.append(recv.receive_nowait())
+                except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                    break
+            yield batch
 
 
 class Executor(abc.ABC):
