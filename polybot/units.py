@@ -33,6 +33,35 @@ def to_units(text: str) -> int:
     return -v if neg else v
 
 
+def json_units(v: object, field: str) -> int:
+    """A number from a JSON document (an int, a float or a ``Decimal`` as a decoder gives it, or
+    a decimal string, exponents allowed: ``"1e-3"``) -> base units, exactly; trailing zeros past
+    six decimals are fine (``"1.0000000"``). ``ValueError`` naming ``field`` otherwise (a bool,
+    None, NaN, more than six significant decimals)."""
+    from decimal import Decimal, InvalidOperation
+
+    if isinstance(v, bool) or v is None:
+        raise ValueError(f"{field}: not a number: {v!r}")
+    try:
+        if isinstance(v, int):
+            return v * SCALE
+        if isinstance(v, float):
+            v = Decimal(repr(v))  # shortest round-trip text: 0.07 -> "0.07"
+        if isinstance(v, str):
+            s = v.strip()
+            try:
+                return to_units(s)
+            except ValueError:
+                v = Decimal(s)
+        if isinstance(v, Decimal):
+            if not v.is_finite():
+                raise ValueError(f"not finite: {v}")
+            return to_units(format(v.normalize(), "f"))
+    except (ValueError, InvalidOperation) as exc:
+        raise ValueError(f"{field}: {exc or 'not a number'}: {v!r}") from None
+    raise ValueError(f"{field}: not a number: {v!r}")
+
+
 def from_units(v: int, min_decimals: int = 0) -> str:
     """Format base units as the shortest exact decimal string (at least ``min_decimals``)."""
     neg = v < 0

@@ -38,7 +38,7 @@ from adapters.polymarket.gamma import (
 )
 from polybot.events import FeeSchedule, MarketInfo
 from polybot.kernel import FrameError, Kernel
-from polybot.units import SCALE
+from polybot.units import SCALE, json_units
 from sample_data import SAMPLES
 
 NS = 1_000_000_000
@@ -356,16 +356,16 @@ def test_iso_roundtrip(dt: datetime) -> None:
 @settings(max_examples=300, deadline=None)
 def test_units_from_float_and_text_are_exact(d: Decimal) -> None:
     want = int(d * SCALE)
-    assert gamma._units(float(d), "x") == want  # the shortest repr of the float is the decimal
-    assert gamma._units(str(d), "x") == want
-    assert gamma._units(d, "x") == want
+    assert json_units(float(d), "x") == want  # the shortest repr of the float is the decimal
+    assert json_units(str(d), "x") == want
+    assert json_units(d, "x") == want
 
 
 def test_units_refuses_more_than_6_decimals() -> None:
     for v in (0.1 + 0.2, "0.0000001", Decimal("1.1234567"), float("nan"), "inf", None, True):
         with pytest.raises(ValueError, match="fld"):
-            gamma._units(v, "fld")
-    assert gamma._units("1e-3", "x") == 1_000 and gamma._units(5, "x") == 5_000_000
+            json_units(v, "fld")
+    assert json_units("1e-3", "x") == 1_000 and json_units(5, "x") == 5_000_000
 
 
 # =============================================================================================

@@ -34,7 +34,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 import aiohttp
@@ -46,7 +46,7 @@ from loguru import logger
 from polybot.clock import iso_to_ns
 from polybot.events import Event, FeeSchedule, MarketInfo, SportsMarket
 from polybot.kernel import FrameError
-from polybot.units import SCALE, to_units
+from polybot.units import SCALE, json_units
 
 GAMMA_URL = "https://gamma-api.polymarket.com"
 CLOB_URL = "https://clob.polymarket.com"
@@ -61,35 +61,8 @@ _ANY = msgspec.json.Decoder(float_hook=Decimal)  # floats keep their exact decim
 # =============================================================================================
 
 
-def _units(v: Any, field: str) -> int:
-    """A JSON number or decimal string -> base units, exactly."""
-    if isinstance(v, bool) or v is None:
-        raise ValueError(f"{field}: not a number: {v!r}")
-    try:
-        if isinstance(v, int):
-            return v * SCALE
-        if isinstance(v, float):
-            v = Decimal(repr(v))  # shortest round-trip text: 0.07 -> "0.07"
-        if isinstance(v, Decimal):
-            if not v.is_finite():
-                raise ValueError(f"not finite: {v}")
-            return to_units(format(v, "f"))
-        if isinstance(v, str):
-            s = v.strip()
-            try:
-                return to_units(s)
-            except ValueError:
-                d = Decimal(s)  # "1e-3" and friends
-                if not d.is_finite():
-                    raise
-                return to_units(format(d, "f"))
-    except (ValueError, InvalidOperation) as exc:
-        raise ValueError(f"{field}: {exc}") from None
-    raise ValueError(f"{field}: not a number: {v!r}")
-
-
 def _int(v: Any, field: str) -> int:
-    u = _units(v, field)
+    u = json_units(v, field)
     if u % SCALE:
         raise ValueError(f"{field}: not an integer: {v!r}")
     return u // SCALE
@@ -167,7 +140,7 @@ def _ts(v: Any, field: str) -> int:
 def _tick(v: Any, field: str) -> int:
     if v is None or v == "":
         return 10_000
-    t = _units(v, field)
+    t = json_units(v, field)
     if not 0 < t < SCALE:
         raise ValueError(f"{field}: tick size outside (0, 1): {v!r}")
     return t
@@ -176,7 +149,7 @@ def _tick(v: Any, field: str) -> int:
 def _min_size(v: Any, field: str) -> int:
     if v is None or v == "":
         return 5_000_000
-    s = _units(v, field)
+    s = json_units(v, field)
     if s < 0:
         raise ValueError(f"{field}: negative: {v!r}")
     return s
@@ -189,8 +162,8 @@ def _fees(sched: Any, enabled: Any, field: str, keys: tuple[str, str, str, str |
     if not isinstance(sched, dict):
         raise ValueError(f"{field}: not an object: {sched!r:.60}")
     r, e, to, rb = keys
-    rate = _units(sched.get(r, 0), f"{field}.{r}")
-    rebate = _units(sched.get(rb) or 0, f"{field}.{rb}") if rb else 0
+    rate = json_units(sched.get(r, 0), f"{field}.{r}")
+    rebate = json_units(sched.get(rb) or 0, f"{field}.{rb}") if rb else 0
     if rate < 0 or not 0 <= rebate <= SCALE:
         raise ValueError(f"{field}: rate/rebate out of range: {sched!r:.80}")
     exp = sched.get(e)
@@ -278,7 +251,7 @@ def _sports(kind: Any, game_id: Any, line: Any, start: Any, delay: Any, league: 
     gid = _str(gid, prefix + "gameId")
     if not mtype and not gid:
         return None
-    d = 0 if delay is None or delay == "" else _units(delay, prefix + "secondsDelay") // 1000
+    d = 0 if delay is None or delay == "" else json_units(delay, prefix + "secondsDelay") // 1000
     if d < 0:
         raise ValueError(f"{prefix}secondsDelay: negative: {delay!r}")
     return SportsMarket(

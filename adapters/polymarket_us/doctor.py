@@ -39,7 +39,7 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 import msgspec
 
-from adapters.polymarket.doctor import Check, check_secrets_file, format_report
+from adapters.polymarket.doctor import Check, _describe, check_secrets_file, format_report
 from polybot.config import Config, Secrets, describe_validation_error
 
 from .auth import AuthError, check_secret, describe_key, sign_headers
@@ -99,17 +99,6 @@ class _Ctx:
 
 # ------------------------------------------------------------------------------------------
 # HTTP helpers
-
-
-def _describe(exc: BaseException, timeout: float) -> str:
-    if isinstance(exc, asyncio.TimeoutError | TimeoutError):
-        return f"no answer within {timeout:g} s (timeout)"
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return f"cannot connect: {exc.os_error.strerror or exc.os_error}" if exc.os_error else "cannot connect"
-    if isinstance(exc, aiohttp.InvalidURL):
-        return "invalid URL"
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _short(text: str, n: int = 200) -> str:

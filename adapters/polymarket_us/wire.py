@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 import msgspec
@@ -68,7 +68,7 @@ from polybot.events import (
     TradePrint,
 )
 from polybot.kernel import FrameError
-from polybot.units import SCALE, from_units, to_units
+from polybot.units import SCALE, from_units, json_units, to_units
 
 from . import MARKET_SOURCE, PRIVATE_SOURCE, REST_SOURCE, VENUE, asset_ids, market_id
 
@@ -540,30 +540,6 @@ def _bool(v: Any, default: bool) -> bool:
     return default
 
 
-def _units(v: Any, field: str) -> int:
-    """A JSON number (floats come as Decimal) or decimal string -> base units, exactly."""
-    if isinstance(v, bool) or v is None:
-        raise ValueError(f"{field}: not a number: {v!r}")
-    try:
-        if isinstance(v, int):
-            return v * SCALE
-        if isinstance(v, float):
-            v = Decimal(repr(v))
-        if isinstance(v, str):
-            v = v.strip()
-            try:
-                return to_units(v)
-            except ValueError:
-                v = Decimal(v)
-        if isinstance(v, Decimal):
-            if not v.is_finite():
-                raise ValueError("not finite")
-            return to_units(format(v.normalize(), "f"))
-    except (ValueError, InvalidOperation) as exc:
-        raise ValueError(f"{field}: {exc or 'not a number'}: {v!r}") from None
-    raise ValueError(f"{field}: not a number: {v!r}")
-
-
 def _str(v: Any) -> str:
     if v is None or isinstance(v, (dict, list)):
         return ""
@@ -636,12 +612,12 @@ def normalize_market(m: Any, event: Mapping[str, Any] | None, ts: int) -> tuple[
     outcomes = (labels[0] or "Yes", labels[1] or "No") if len(labels) == 2 else ("Yes", "No")
     tick = _DEFAULT_TICK
     if m.get("orderPriceMinTickSize") is not None:
-        tick = _units(m["orderPriceMinTickSize"], "orderPriceMinTickSize")
+        tick = json_units(m["orderPriceMinTickSize"], "orderPriceMinTickSize")
         if not 0 < tick < SCALE:
             raise ValueError(f"orderPriceMinTickSize: {m['orderPriceMinTickSize']!r} outside (0, 1)")
     min_qty = _DEFAULT_MIN_QTY
     if m.get("minimumTradeQty") is not None:
-        min_qty = _units(m["minimumTradeQty"], "minimumTradeQty")
+        min_qty = json_units(m["minimumTradeQty"], "minimumTradeQty")
         if min_qty <= 0:
             raise ValueError(f"minimumTradeQty: {m['minimumTradeQty']!r} is not positive")
     active = _bool(m.get("active"), True)
@@ -693,7 +669,7 @@ def normalize_market(m: Any, event: Mapping[str, Any] | None, ts: int) -> tuple[
 
 def _resolved(slug: str, settlement: Any, ts: int, xts: int = 0) -> MarketResolved:
     mid, long_id, short_id = _ids(slug)
-    v = _units(settlement, "settlement")
+    v = json_units(settlement, "settlement")
     if v == SCALE:
         win = long_id
     elif v == 0:
